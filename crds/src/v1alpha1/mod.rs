@@ -1,0 +1,14 @@
+//! The `ambit.dev/v1alpha1` API.
+
+mod device;
+mod device_set;
+mod schema;
+
+pub use device::{
+    Allocation, Device, DeviceNode, DeviceNodeStatus, DeviceSpec, DeviceStatus, Mount,
+};
+pub use device_set::{
+    Broker, DeviceSet, DeviceSetNodeStatus, DeviceSetSpec, DeviceSetStatus, Discovery,
+    DiscoveryProperty, HandlerState, PropertySource,
+};
+pub use schema::Details;

@@ -1,0 +1,106 @@
+//! Ambit's test harness: a real Kubernetes control plane, started on
+//! loopback for each test binary, and the helpers tests share.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let env = ambit_tests::TestEnv::new("my-test").await?; // shared control plane, fresh namespace
+//! let nodes = ambit_tests::nodes::create(&env.client, "my-test", 2, &[]).await?; // KWOK nodes, Ready
+//! # Ok(()) }
+//! ```
+//!
+//! - [`binaries`]: builds etcd, Kubernetes and KWOK from Go modules, cached by version.
+//! - [`controlplane`]: starts and supervises them.
+//! - [`env`]: one control plane per test binary, one namespace per test, logs on failure.
+//! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
+
+pub mod binaries;
+pub mod controlplane;
+pub mod crds;
+pub mod env;
+pub mod nodes;
+pub mod pki;
+pub mod process;
+pub mod wait;
+
+pub use controlplane::ControlPlane;
+pub use env::{TestEnv, shared_control_plane};
+
+/// What can go wrong while building or running the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or process operation failed.
+    #[error("failed to {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Building a binary with the Go toolchain failed.
+    #[error("failed to {what} ({status}):\n{output}")]
+    Build {
+        /// What was being built.
+        what: &'static str,
+        /// The exit status of `go`.
+        status: String,
+        /// The end of go's output.
+        output: String,
+    },
+    /// A certificate could not be made.
+    #[error("failed to make a certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A kubeconfig could not be written as YAML.
+    #[error("failed to render YAML: {0}")]
+    Yaml(serde_yaml_ng::Error),
+    /// A kubeconfig could not be read or used.
+    #[error("failed to load a kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// A Kubernetes API call failed.
+    #[error("failed to {what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A component exited while it should be running.
+    #[error("{name} exited ({status}); the end of its log:\n{log_tail}")]
+    Exited {
+        /// The component.
+        name: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// Something did not happen in time.
+    #[error("timed out waiting for {what}\n{log_tail}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The end of the components' logs.
+        log_tail: String,
+    },
+    /// A blocking task could not be joined.
+    #[error("a background task failed: {0}")]
+    Join(String),
+    /// A child process came without the pipe asked for.
+    #[error("a child process has no stdin pipe")]
+    NoPipe,
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn kube(what: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Child processes that never outlive the test binary that started them.
+//!
+//! Every process the harness starts is reported to a *janitor*: a small shell
+//! that reads PIDs on its standard input until that pipe closes, which the
+//! kernel does when the test binary exits for any reason (normal end, panic,
+//! abort, Ctrl-C). The janitor then stops every process it was told about and
+//! removes the control plane's temporary directory. No unsafe code, no
+//! reliance on destructors of statics (which Rust never runs).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+
+use crate::Error;
+
+const JANITOR: &str = r#"
+trap '' INT HUP
+dir="$1"; keep="$2"; pids=""
+while IFS= read -r pid; do pids="$pids $pid"; done
+if [ -n "$pids" ]; then
+  kill -TERM $pids 2>/dev/null
+  i=0
+  while [ $i -lt 50 ]; do
+    alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    [ -z "$alive" ] && break
+    sleep 0.1; i=$((i + 1))
+  done
+  kill -KILL $pids 2>/dev/null
+fi
+[ "$keep" = 1 ] || rm -rf "$dir"
+"#;
+
+/// Stops the harness's processes and removes its directory when the test
+/// binary exits.
+#[derive(Debug)]
+pub struct Janitor {
+    stdin: Mutex<ChildStdin>,
+    _child: Child,
+}
+
+impl Janitor {
+    /// Starts a janitor that will remove `dir` (unless `keep`) once the
+    /// current process exits.
+    pub fn start(dir: &Path, keep: bool) -> Result<Self, Error> {
+        let mut child = Command::new("sh")
+            .args(["-c", JANITOR, "ambit-janitor"])
+            .arg(dir)
+            .arg(if keep { "1" } else { "0" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::io("start the janitor shell", source))?;
+        let stdin = child.stdin.take().ok_or(Error::NoPipe)?;
+        Ok(Self {
+            stdin: Mutex::new(stdin),
+            _child: child,
+        })
+    }
+
+    /// Asks the janitor to stop `pid` when the test binary exits.
+    pub fn watch(&self, pid: u32) -> Result<(), Error> {
+        let mut stdin = self
+            .stdin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writeln!(stdin, "{pid}").map_err(|source| Error::io("tell the janitor a PID", source))
+    }
+}
+
+/// A started process whose output goes to a log file.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `cmd` as `name`, its stdout and stderr appended to
+    /// `<log_dir>/<name>.log`, and tells `janitor` about it.
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        log_dir: &Path,
+        janitor: &Janitor,
+    ) -> Result<Self, Error> {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| Error::io(format!("open {}", log.display()), source))?;
+        let err = out
+            .try_clone()
+            .map_err(|source| Error::io("clone a log handle", source))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| Error::io(format!("start {name}"), source))?;
+        janitor.watch(child.id())?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The process's name, as given to [`Process::spawn`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The path of the process's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Fails with the log's tail if the process has exited.
+    pub fn check_running(&mut self) -> Result<(), Error> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(Error::Exited {
+                name: self.name.clone(),
+                status: status.to_string(),
+                log_tail: tail(&self.log, 40),
+            }),
+            Err(source) => Err(Error::io(format!("check on {}", self.name), source)),
+        }
+    }
+
+    /// Sends SIGKILL (like `kill -9`) and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (SIGKILL after `grace`).
+    pub fn terminate(&mut self, grace: std::time::Duration) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut last: Vec<&str> = text.lines().rev().take(lines).collect();
+    last.reverse();
+    last.join("\n")
+}

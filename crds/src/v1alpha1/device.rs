@@ -102,6 +102,7 @@ pub struct DeviceNode {
 
     /// Access for the container, any of `r`, `w` and `m` (mknod); `rw` when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 3))]
     #[x_kube(validation = Rule::new("self.matches('^[rwm]{1,3}$')").message(
         "permissions must be made of the letters r, w and m"
     ))]

@@ -1,0 +1,31 @@
+# Ambit's task runner. CI runs `make test`, exactly as the README says.
+.PHONY: test setup check lint fmt crds unit integration controlplane cluster bench-controlplane
+
+# Install what is missing, then run every check and test.
+test: setup check
+	cargo test --locked --workspace --all-targets
+
+# Install what is missing (apt, pip, the control plane's Go builds).
+setup:
+	./scripts/setup.sh
+
+# Fast checks: formatting and lints (stale generated files fail a test).
+check: fmt lint
+
+fmt:
+	cargo fmt --all -- --check
+
+lint:
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+# Regenerate the CRD manifests from the Rust types.
+crds:
+	cargo run --quiet -p ambit-cli -- crds --out crds/manifests
+
+# Start the local control plane with 3 KWOK nodes and Ambit's CRDs, until Ctrl-C.
+cluster: setup
+	cargo run --quiet -p ambit-tests --bin ambit-controlplane -- --nodes 3
+
+# How long the control plane takes to build and to start.
+bench-controlplane:
+	cargo run --release --quiet -p ambit-tests --bin controlplane-bench -- 5

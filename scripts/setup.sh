@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what Ambit's build and tests need, idempotently, and says what it
+# did. Safe to run again and again: it only installs what is missing.
+#
+#   - Rust (cargo) and Go must already be there: Debian's Go is too old for
+#     Kubernetes 1.36, so we do not try to install it.
+#   - Debian packages listed in scripts/setup-deps.txt (apt, as root).
+#   - Python packages listed in scripts/setup-pip.txt (pip).
+#   - The control plane's binaries (etcd, Kubernetes, KWOK), built from their
+#     Go modules into ~/.cache/ambit, once per version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required: $2" >&2; exit 1; }
+}
+
+need cargo "install Rust from https://rustup.rs"
+need go "install Go 1.26 or newer from https://go.dev/dl (Debian's is too old for Kubernetes 1.36)"
+need python3 "install Python 3.11 or newer"
+
+# Debian packages.
+missing=()
+if [ -s scripts/setup-deps.txt ]; then
+  while read -r pkg _; do
+    [ -z "$pkg" ] || [ "${pkg#\#}" != "$pkg" ] && continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done < scripts/setup-deps.txt
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages (pip only installs what is missing).
+if [ -s scripts/setup-pip.txt ]; then
+  say "Python packages from scripts/setup-pip.txt"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/setup-pip.txt
+fi
+
+# The control plane: built once per version, then reused from the cache.
+say "control plane binaries (built from Go modules on first use, then cached)"
+cargo run --quiet --locked -p ambit-tests --bin controlplane-bench -- 0

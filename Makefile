@@ -3,6 +3,7 @@
 
 # Install what is missing, then run every check and test.
 test: setup check
+	cargo build --locked --workspace --bins
 	cargo test --locked --workspace --all-targets
 
 # Install what is missing (apt, pip, the control plane's Go builds).

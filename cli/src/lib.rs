@@ -1,6 +1,7 @@
 //! `ambit`, the command-line tool: one subcommand per module.
 
 mod crds;
+mod discover;
 
 use clap::{Parser, Subcommand};
 
@@ -16,12 +17,16 @@ pub struct Args {
 enum Command {
     /// Print the CustomResourceDefinitions of Ambit's API, or write one file per CRD.
     Crds(crds::CrdsArgs),
+    /// Run a DeviceSet's discovery locally, with no cluster, and print the
+    /// devices it would create.
+    Discover(discover::DiscoverArgs),
 }
 
 /// Runs the command `args` names.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { command } = args;
     match command {
         Command::Crds(args) => crds::run(args),
+        Command::Discover(args) => discover::run(args).await,
     }
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Error;
 use crate::binaries::Binaries;
@@ -310,7 +309,10 @@ impl ControlPlane {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             self.check_running(name)?;
-            if http_get_ok(port, path).await {
+            if crate::http_get(port, path)
+                .await
+                .is_ok_and(|(status, _)| status == 200)
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -407,24 +409,4 @@ fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
             .port();
     }
     Ok(ports)
-}
-
-/// Whether `GET http://127.0.0.1:<port><path>` answers 200.
-async fn http_get_ok(port: u16, path: &str) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8_lossy(&response);
-        Some(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
 }

@@ -13,6 +13,7 @@
 //! - [`env`]: one control plane per test binary, one namespace per test, logs on failure.
 //! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
 
+pub mod agents;
 pub mod binaries;
 pub mod controlplane;
 pub mod crds;
@@ -24,6 +25,27 @@ pub mod wait;
 
 pub use controlplane::ControlPlane;
 pub use env::{TestEnv, shared_control_plane};
+
+/// `GET http://127.0.0.1:<port><path>`: the status code and body.
+pub async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let text = tokio::time::timeout(std::time::Duration::from_secs(5), exchange).await??;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
 
 /// What can go wrong while building or running the control plane.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,9 @@ pub async fn until<K>(
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
-    match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
+    // Boxed: a watch over large objects makes a large future.
+    let wait = Box::pin(await_condition(api.clone(), name, condition));
+    match tokio::time::timeout(timeout, wait).await {
         Ok(Ok(Some(object))) => Ok(object),
         Ok(Ok(None)) => anyhow::bail!("{name} was deleted while waiting for {what}"),
         Ok(Err(error)) => anyhow::bail!("watch failed while waiting for {what}: {error}"),
@@ -32,10 +34,56 @@ pub async fn deleted<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
-    let gone = await_condition(api.clone(), name, |obj: Option<&K>| obj.is_none());
+    let gone = Box::pin(await_condition(api.clone(), name, |obj: Option<&K>| obj.is_none()));
     match tokio::time::timeout(timeout, gone).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => anyhow::bail!("watch failed while waiting for {name} to go: {error}"),
         Err(_) => anyhow::bail!("timed out after {timeout:?} waiting for {name} to be deleted"),
+    }
+}
+
+/// Watches every object of `api` and waits until `condition` holds for the
+/// whole list (evaluated after every change), for at most `timeout`.
+/// Returns the list that satisfied it.
+pub async fn list_until<K>(
+    api: &Api<K>,
+    timeout: Duration,
+    what: &str,
+    condition: impl Fn(&[K]) -> bool,
+) -> anyhow::Result<Vec<K>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher};
+
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()));
+    let mut stream = std::pin::pin!(stream);
+    let mut last: Vec<K> = vec![];
+    let mut listed = false;
+    let wait = async {
+        // Check once the initial listing is in, then after every change.
+        loop {
+            match stream.next().await {
+                Some(Ok(watcher::Event::InitDone)) => listed = true,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => anyhow::bail!("watch failed while waiting for {what}: {error}"),
+                None => anyhow::bail!("watch ended while waiting for {what}"),
+            }
+            if listed {
+                last = store.state().iter().map(|o| (**o).clone()).collect();
+                if condition(&last) {
+                    return Ok(last.clone());
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, Box::pin(wait)).await {
+        Ok(result) => result,
+        Err(_) => {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}; last seen: {last:#?}")
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::fmt;
 use ambit_discovery::{Device, DiscoverRequest, DiscoveryError};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
 
 /// The property every device carries: its id.
 pub const ID_PROPERTY: &str = "DEBUG_ECHO_ID";
@@ -115,6 +116,7 @@ pub fn configured_devices(request: &DiscoverRequest) -> Result<Vec<Device>, Disc
         }
     };
 
+    let digest = properties_digest(&request.properties);
     let mut seen = BTreeSet::new();
     let mut devices = Vec::with_capacity(specs.len());
     for (index, spec) in specs.into_iter().enumerate() {
@@ -135,6 +137,9 @@ pub fn configured_devices(request: &DiscoverRequest) -> Result<Vec<Device>, Disc
         }
         let mut properties = spec.properties;
         properties.insert(ID_PROPERTY.to_owned(), spec.id.clone());
+        if let Some(digest) = &digest {
+            properties.insert(PROPERTIES_DIGEST.to_owned(), digest.clone());
+        }
         devices.push(Device {
             id: spec.id,
             shared: details.shared,
@@ -143,6 +148,34 @@ pub fn configured_devices(request: &DiscoverRequest) -> Result<Vec<Device>, Disc
         });
     }
     Ok(devices)
+}
+
+/// The device property that tells which discovery properties the handler
+/// was given: a digest, so a change shows without the (possibly secret)
+/// values ever reaching a Device.
+pub const PROPERTIES_DIGEST: &str = "DEBUG_ECHO_PROPERTIES_DIGEST";
+
+/// The first 64 bits of SHA-256 over the properties (names and values,
+/// length-prefixed), in hex; `None` without properties.
+fn properties_digest(properties: &BTreeMap<String, String>) -> Option<String> {
+    if properties.is_empty() {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    for (name, value) in properties {
+        for part in [name, value] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    Some(
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 fn is_env_name(key: &str) -> bool {
@@ -158,6 +191,23 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn a_digest_of_the_properties_tells_changes_without_values() {
+        let mut request = DiscoverRequest::new(json!({"devices": ["a"]}));
+        assert!(
+            !configured_devices(&request).unwrap()[0]
+                .properties
+                .contains_key(PROPERTIES_DIGEST)
+        );
+        request.properties.insert("TOKEN".into(), "secret-1".into());
+        let first = configured_devices(&request).unwrap()[0].properties[PROPERTIES_DIGEST].clone();
+        assert!(!first.contains("secret"));
+        request.properties.insert("TOKEN".into(), "secret-2".into());
+        let second = configured_devices(&request).unwrap()[0].properties[PROPERTIES_DIGEST].clone();
+        assert_ne!(first, second);
+        assert_eq!(second.len(), 16);
+    }
 
     fn devices(details: Value) -> Result<Vec<Device>, DiscoveryError> {
         configured_devices(&DiscoverRequest::new(details))

@@ -26,7 +26,7 @@ use ambit_discovery::{
 use futures::{StreamExt, stream};
 use tokio::sync::watch;
 
-pub use details::{ID_PROPERTY, MAX_COUNT};
+pub use details::{ID_PROPERTY, MAX_COUNT, PROPERTIES_DIGEST};
 pub use presence::OFFLINE_FILE;
 
 use presence::{Offline, Presence};
@@ -41,6 +41,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 pub struct DebugEcho {
     presence: Option<Presence>,
+    name: Option<String>,
 }
 
 impl DebugEcho {
@@ -60,7 +61,15 @@ impl DebugEcho {
     pub fn with_state_dir_and_interval(state_dir: impl Into<PathBuf>, interval: Duration) -> Self {
         Self {
             presence: Some(Presence::new(&state_dir.into(), interval)),
+            name: None,
         }
+    }
+
+    /// The same handler under another name, so that several debug-echo
+    /// handlers (say, an embedded and an external one) can serve side by side.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// A handler with an optional state directory, as a flag gives it.
@@ -71,7 +80,7 @@ impl DebugEcho {
 
 impl DiscoveryHandler for DebugEcho {
     fn name(&self) -> &str {
-        NAME
+        self.name.as_deref().unwrap_or(NAME)
     }
 
     fn discover(

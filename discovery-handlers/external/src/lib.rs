@@ -61,6 +61,11 @@ pub struct DebugEchoArgs {
     /// are reported absent. Without it every device is always present.
     #[arg(long = "debug-echo-dir", env = "AMBIT_DEBUG_ECHO_DIR")]
     pub dir: Option<PathBuf>,
+
+    /// The name debug-echo registers under (default `debug-echo`), so that
+    /// several can run side by side, or beside the agent's embedded one.
+    #[arg(long = "debug-echo-name", env = "AMBIT_DEBUG_ECHO_NAME")]
+    pub name: Option<String>,
 }
 
 /// Why the handlers could not run.
@@ -110,9 +115,13 @@ pub fn select_handlers(requested: &[String]) -> Result<Vec<&'static str>, RunErr
 fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, RunError> {
     match name {
         #[cfg(feature = "debug-echo")]
-        ambit_debug_echo::NAME => Ok(Arc::new(ambit_debug_echo::DebugEcho::from_state_dir(
-            args.debug_echo.dir.clone(),
-        ))),
+        ambit_debug_echo::NAME => {
+            let handler = ambit_debug_echo::DebugEcho::from_state_dir(args.debug_echo.dir.clone());
+            Ok(Arc::new(match &args.debug_echo.name {
+                Some(renamed) => handler.named(renamed.clone()),
+                None => handler,
+            }))
+        }
         _ => {
             let _ = args;
             Err(RunError::NotCompiledIn {

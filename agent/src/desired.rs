@@ -1,0 +1,272 @@
+//! What this node's agent wants the API to say: Device specs, its own node
+//! entries, and its own view of each DeviceSet. Pure functions, unit-tested.
+//!
+//! Every object is written with server-side apply under the field manager
+//! `ambit-agent/<node>`, so agents on different nodes share identical spec
+//! values and each owns only its own `status.nodes` entry.
+
+use std::collections::BTreeMap;
+
+use ambit_crds::v1alpha1::{
+    Device, DeviceNode, DeviceSet, DeviceSetNodeStatus, DeviceSpec, HandlerState, Mount,
+};
+use ambit_discovery as sdk;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use serde_json::{Value, json};
+
+use crate::tracker::SetKey;
+
+/// The label that names a Device's DeviceSet (when the name fits a label).
+pub const SET_LABEL: &str = "ambit.dev/device-set";
+
+/// What the agent needs to know about a DeviceSet to write its Devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetInfo {
+    /// The set's uid, for the Devices' ownerReference.
+    pub uid: String,
+    /// The handler the set asks for.
+    pub handler: String,
+    /// Slots per device.
+    pub capacity: i32,
+    /// Properties added to every device.
+    pub broker_properties: BTreeMap<String, String>,
+}
+
+impl SetInfo {
+    /// The parts of `set` the agent writes Devices from; `None` without a uid
+    /// (an object not from the API server).
+    pub fn of(set: &DeviceSet) -> Option<Self> {
+        Some(Self {
+            uid: set.metadata.uid.clone()?,
+            handler: set.spec.discovery.handler.clone(),
+            capacity: set.spec.capacity,
+            broker_properties: set.spec.broker_properties.clone(),
+        })
+    }
+}
+
+/// The name of the Device for a handler's `device` on `node`.
+pub fn device_name(set: &SetKey, device: &sdk::Device, node: &str) -> String {
+    ambit_crds::names::device_name(&set.name, &device.id, (!device.shared).then_some(node))
+}
+
+/// The spec of the Device for a handler's `device`. Handler properties win
+/// over the set's `brokerProperties` of the same name: they are facts about
+/// the device.
+pub fn device_spec(set: &SetKey, info: &SetInfo, device: &sdk::Device, node: &str) -> DeviceSpec {
+    let mut properties = info.broker_properties.clone();
+    properties.extend(
+        device
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    DeviceSpec {
+        device_set: set.name.clone(),
+        id: device.id.clone(),
+        shared: device.shared,
+        node: (!device.shared).then(|| node.to_owned()),
+        capacity: info.capacity,
+        properties,
+        device_nodes: device
+            .device_nodes
+            .iter()
+            .map(|d| DeviceNode {
+                host_path: d.host_path.clone(),
+                container_path: non_empty(&d.container_path),
+                permissions: non_empty(&d.permissions),
+            })
+            .collect(),
+        mounts: device
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                host_path: m.host_path.clone(),
+                container_path: m.container_path.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
+    }
+}
+
+/// A handler device rebuilt from a Device that a previous run recorded.
+pub fn device_from_spec(spec: &DeviceSpec) -> sdk::Device {
+    sdk::Device {
+        id: spec.id.clone(),
+        shared: spec.shared,
+        properties: spec.properties.clone(),
+        device_nodes: spec
+            .device_nodes
+            .iter()
+            .map(|d| sdk::DeviceNode {
+                host_path: d.host_path.clone(),
+                container_path: d.container_path.clone().unwrap_or_default(),
+                permissions: d.permissions.clone().unwrap_or_default(),
+            })
+            .collect(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| sdk::Mount {
+                host_path: m.host_path.clone(),
+                container_path: m.container_path.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// The Device object to apply: metadata (owner, label) and spec only.
+pub fn device_object(name: &str, set: &SetKey, info: &SetInfo, spec: DeviceSpec) -> Device {
+    let mut labels = BTreeMap::new();
+    if set.name.len() <= 63 {
+        labels.insert(SET_LABEL.to_owned(), set.name.clone());
+    }
+    Device {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(set.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![OwnerReference {
+                api_version: DeviceSet::api_version(&()).into_owned(),
+                kind: DeviceSet::kind(&()).into_owned(),
+                name: set.name.clone(),
+                uid: info.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// The status patch that claims (`Some(since)`) or gives up (`None`) this
+/// node's entry of a Device.
+pub fn node_entry_patch(name: &str, node: &str, since: Option<Timestamp>) -> Value {
+    let nodes: Vec<Value> = since
+        .map(|since| json!({ "node": node, "since": Time(since) }))
+        .into_iter()
+        .collect();
+    json!({
+        "apiVersion": Device::api_version(&()),
+        "kind": Device::kind(&()),
+        "metadata": { "name": name },
+        "status": { "nodes": nodes },
+    })
+}
+
+/// This node's view of a DeviceSet, as it goes into `status.nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Whether the handler runs here.
+    pub handler: HandlerState,
+    /// Devices present in the latest complete set.
+    pub devices: i32,
+    /// The last error, in the handler's words; empty when all is well.
+    pub last_error: String,
+}
+
+/// The status patch for this node's entry of a DeviceSet.
+pub fn set_entry_patch(set: &SetKey, node: &str, view: &NodeView, changed_at: Timestamp) -> Value {
+    let entry = DeviceSetNodeStatus {
+        node: node.to_owned(),
+        handler: view.handler,
+        devices: view.devices,
+        last_error: view.last_error.clone(),
+        last_transition_time: Some(Time(changed_at)),
+    };
+    json!({
+        "apiVersion": DeviceSet::api_version(&()),
+        "kind": DeviceSet::kind(&()),
+        "metadata": { "name": set.name },
+        "status": { "nodes": [entry] },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> (SetKey, SetInfo) {
+        let key = SetKey {
+            namespace: "plant".into(),
+            name: "cams".into(),
+        };
+        let info = SetInfo {
+            uid: "u-1".into(),
+            handler: "debug-echo".into(),
+            capacity: 2,
+            broker_properties: BTreeMap::from([
+                ("RATE".to_owned(), "10".to_owned()),
+                ("DEVNODE".to_owned(), "user".to_owned()),
+            ]),
+        };
+        (key, info)
+    }
+
+    #[test]
+    fn local_devices_are_per_node_and_shared_ones_are_not() {
+        let (key, _) = set();
+        let local = sdk::Device::new("/dev/video0");
+        let mut shared = sdk::Device::new("opc.tcp://x");
+        shared.shared = true;
+        assert_ne!(
+            device_name(&key, &local, "a"),
+            device_name(&key, &local, "b")
+        );
+        assert_eq!(
+            device_name(&key, &shared, "a"),
+            device_name(&key, &shared, "b")
+        );
+    }
+
+    #[test]
+    fn spec_merges_properties_with_the_handlers_winning() {
+        let (key, info) = set();
+        let mut device = sdk::Device::new("/dev/video0");
+        device
+            .properties
+            .insert("DEVNODE".into(), "/dev/video0".into());
+        device.device_nodes.push(sdk::DeviceNode {
+            host_path: "/dev/video0".into(),
+            ..Default::default()
+        });
+        let spec = device_spec(&key, &info, &device, "edge-1");
+        assert_eq!(spec.properties["DEVNODE"], "/dev/video0");
+        assert_eq!(spec.properties["RATE"], "10");
+        assert_eq!(spec.node.as_deref(), Some("edge-1"));
+        assert_eq!(spec.capacity, 2);
+        assert_eq!(spec.device_nodes[0].container_path, None);
+        assert_eq!(device_from_spec(&spec).device_nodes, device.device_nodes);
+    }
+
+    #[test]
+    fn the_object_is_owned_by_its_set() {
+        let (key, info) = set();
+        let spec = device_spec(&key, &info, &sdk::Device::new("x"), "n");
+        let object = device_object("cams-1", &key, &info, spec);
+        let owner = &object.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("DeviceSet", "u-1")
+        );
+        assert_eq!(object.metadata.labels.unwrap()[SET_LABEL], "cams");
+    }
+
+    #[test]
+    fn giving_up_an_entry_applies_an_empty_list() {
+        let patch = node_entry_patch("d", "edge-1", None);
+        assert_eq!(patch["status"]["nodes"], json!([]));
+        let patch = node_entry_patch("d", "edge-1", Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(patch["status"]["nodes"][0]["node"], "edge-1");
+        assert_eq!(patch["status"]["nodes"][0]["since"], "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,149 @@
+//! Ambit's node agent: runs the discovery handlers that DeviceSets ask for
+//! and records what they find as Device objects, calmly.
+//!
+//! ```text
+//!  DeviceSets ──► supervisor ──► discovery task per set ──► handler (embedded or external)
+//!                     │                    │ complete sets
+//!                     ▼                    ▼
+//!                 recorder ◄───────────────┘ ── tracker (grace) ── writes only what changed ──► API
+//!  registration socket ──► handlers map ──► supervisor (a new handler starts discovery at once)
+//! ```
+//!
+//! See `docs/agent.md` for the behaviour (grace periods, restart calm,
+//! writes) and the metrics.
+
+mod config;
+pub mod desired;
+mod devices;
+mod discovery;
+mod events;
+mod handlers;
+mod http;
+pub mod metrics;
+mod properties;
+mod recorder;
+mod supervisor;
+pub mod tracker;
+mod writes;
+
+use std::sync::Arc;
+
+use ambit_discovery::{DiscoveryHandler, REGISTRATION_SOCKET, RegistrationService};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+pub use config::Args;
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Kubernetes client could be configured.
+    #[error("failed to configure the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The socket directory could not be created.
+    #[error("failed to create the socket directory {path}: {source}")]
+    SocketDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The registration socket could not be served.
+    #[error("failed to serve the registration socket: {0}")]
+    Registration(#[source] ambit_discovery::TransportError),
+    /// The metrics endpoint could not be served.
+    #[error("failed to serve /metrics on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The handlers compiled into this agent.
+fn embedded_handlers(args: &Args) -> Vec<Arc<dyn DiscoveryHandler>> {
+    let _ = args;
+    vec![
+        #[cfg(feature = "debug-echo")]
+        Arc::new(ambit_debug_echo::DebugEcho::from_state_dir(
+            args.debug_echo_dir.clone(),
+        )),
+    ]
+}
+
+/// Runs the agent until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> Result<(), Error> {
+    let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    let Args {
+        node_name,
+        socket_dir,
+        metrics_addr,
+        namespace,
+        ..
+    } = args.clone();
+    info!(node = %node_name, socket_dir = %socket_dir.display(), "starting");
+
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry, &node_name);
+    let writer = writes::Writer {
+        client: client.clone(),
+        node: node_name.clone(),
+        manager: format!("ambit-agent/{node_name}"),
+        metrics: metrics.clone(),
+    };
+    let events = events::Events::new(client.clone(), &node_name, metrics.clone());
+
+    // Take over what a previous run recorded before anything else runs.
+    let existing = devices::recorded_by(&client, namespace.as_deref(), &node_name).await;
+    let (inputs, receiver) = mpsc::channel(1024);
+    let recorder = recorder::Recorder::new(writer, events, &existing);
+    drop(existing);
+    tokio::spawn(recorder.run(receiver));
+    tokio::spawn(devices::watch_deletions(
+        client.clone(),
+        namespace.clone(),
+        inputs.clone(),
+    ));
+
+    // Handlers: embedded now, external as they register.
+    let handlers = handlers::Handlers::new(embedded_handlers(&args), metrics.clone());
+    let available = handlers.subscribe();
+    std::fs::create_dir_all(&socket_dir).map_err(|source| Error::SocketDir {
+        path: socket_dir.clone(),
+        source,
+    })?;
+    let (registration, registrations) = RegistrationService::new(node_name.clone());
+    let server = registration
+        .bind(&socket_dir.join(REGISTRATION_SOCKET))
+        .map_err(Error::Registration)?;
+    tokio::spawn(handlers.follow(registrations));
+
+    let (ready, ready_rx) = watch::channel(false);
+    let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
+    tokio::spawn(supervisor.run(available, ready));
+
+    let http = tokio::spawn(http::serve(metrics_addr, registry, ready_rx));
+    tokio::select! {
+        result = server.run(shutdown_signal()) => result.map_err(Error::Registration)?,
+        result = http => {
+            if let Ok(Err(source)) = result {
+                return Err(Error::Http { addr: metrics_addr, source });
+            }
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

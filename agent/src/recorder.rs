@@ -1,0 +1,569 @@
+//! The recorder: the one task that turns what discovery reports into API
+//! writes. It owns the [`Tracker`], knows what it wants the API to say
+//! (`desired`) and what it has written (`applied`), and writes only the
+//! difference, so steady state writes nothing.
+//!
+//! ```text
+//!  discovery tasks ──Discovered/Failed──►┐
+//!  DeviceSet watch ──SetUpserted/Removed─►├─► Recorder ──(≤ 32 at once)──► Writer ──► API
+//!  Device watch ────DeviceDeleted────────►┘    ▲   grace timers, retries with backoff
+//! ```
+//!
+//! Writes are level-triggered: a key is "dirty" while desired and applied
+//! differ, and stays dirty (retried with capped backoff) while the API
+//! server is unreachable, so everything reconciles when it is back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ambit_crds::v1alpha1::{Device, DeviceSetNodeStatus, DeviceSpec, HandlerState};
+use ambit_discovery::{self as sdk, DiscoveryError};
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::desired::{self, NodeView, SetInfo};
+use crate::events::Events;
+use crate::tracker::{SetKey, Tracker};
+use crate::writes::{DeviceWrite, EntryOutcome, WriteError, Writer};
+
+/// How many writes may be under way at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// What the recorder is told.
+#[derive(Debug)]
+pub enum Input {
+    /// A DeviceSet this node discovers for exists (or changed).
+    SetUpserted {
+        /// The set.
+        key: SetKey,
+        /// What Devices are written from.
+        info: SetInfo,
+        /// The set's grace period, if it gives one.
+        grace: Option<Duration>,
+        /// This node's entry in the set's status, as a previous run left it.
+        entry: Option<DeviceSetNodeStatus>,
+    },
+    /// A DeviceSet was deleted or is not this node's business any more.
+    SetRemoved {
+        /// The set.
+        key: SetKey,
+    },
+    /// A handler reported a complete set.
+    Discovered {
+        /// The set.
+        key: SetKey,
+        /// Every device the handler sees now.
+        devices: Vec<sdk::Device>,
+    },
+    /// Discovery failed (and will be retried, or waits for a change).
+    Failed {
+        /// The set.
+        key: SetKey,
+        /// Why.
+        error: DiscoveryError,
+    },
+    /// The set's handler is not available on this node.
+    HandlerUnavailable {
+        /// The set.
+        key: SetKey,
+    },
+    /// A Device was deleted (by the controller, GC, or a person).
+    DeviceDeleted {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+type DeviceRef = (String, String);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Desired {
+    set: SetKey,
+    spec: DeviceSpec,
+    since: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Applied {
+    spec: Option<DeviceSpec>,
+    since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Device(DeviceRef),
+    SetEntry(SetKey),
+}
+
+enum Done {
+    Device {
+        key: DeviceRef,
+        write: Box<DeviceWrite>,
+        result: Result<EntryOutcome, WriteError>,
+    },
+    SetEntry {
+        key: SetKey,
+        view: NodeView,
+        at: Timestamp,
+        result: Result<(), WriteError>,
+    },
+}
+
+/// The recorder's state; see the module docs.
+#[derive(Debug)]
+pub struct Recorder {
+    writer: Writer,
+    events: Events,
+    tracker: Tracker,
+    sets: BTreeMap<SetKey, SetInfo>,
+    desired: BTreeMap<DeviceRef, Desired>,
+    applied: BTreeMap<DeviceRef, (SetKey, Applied)>,
+    views: BTreeMap<SetKey, NodeView>,
+    applied_views: BTreeMap<SetKey, (NodeView, Timestamp)>,
+    dirty: BTreeSet<Key>,
+    in_flight: BTreeSet<Key>,
+    retries: BTreeMap<Key, (u32, Instant)>,
+}
+
+impl Recorder {
+    /// A recorder that takes over the node entries a previous run of the
+    /// agent wrote (`existing`: every Device whose `status.nodes` names this
+    /// node). They stay, untouched, unless discovery does not confirm them
+    /// within their grace period.
+    pub fn new(writer: Writer, events: Events, existing: &[Device]) -> Self {
+        let mut this = Self {
+            writer,
+            events,
+            tracker: Tracker::default(),
+            sets: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            views: BTreeMap::new(),
+            applied_views: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            in_flight: BTreeSet::new(),
+            retries: BTreeMap::new(),
+        };
+        let now = Instant::now().into_std();
+        for device in existing {
+            let (Some(namespace), Some(name)) = (&device.metadata.namespace, &device.metadata.name)
+            else {
+                continue;
+            };
+            let entry = device
+                .status
+                .iter()
+                .flat_map(|s| &s.nodes)
+                .find(|n| n.node == this.writer.node);
+            let Some(entry) = entry else { continue };
+            let set = SetKey {
+                namespace: namespace.clone(),
+                name: device.spec.device_set.clone(),
+            };
+            this.tracker.adopt(
+                &set,
+                desired::device_from_spec(&device.spec),
+                entry.since.0,
+                now,
+            );
+            let applied = Applied {
+                spec: Some(device.spec.clone()),
+                since: Some(entry.since.0),
+            };
+            this.applied
+                .insert((namespace.clone(), name.clone()), (set, applied));
+        }
+        info!(
+            adopted = this.applied.len(),
+            "took over this node's existing Device entries"
+        );
+        this
+    }
+
+    /// Runs until `inputs` closes.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        loop {
+            self.launch(&mut tasks);
+            let wake = self.next_wake();
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                    Ok(done) => self.complete(done),
+                    Err(error) => warn!(%error, "a write task failed"),
+                },
+                () = sleep_until(wake), if wake.is_some() => self.expire(),
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = Instant::now().into_std();
+        match input {
+            Input::SetUpserted {
+                key,
+                info,
+                grace,
+                entry,
+            } => {
+                self.tracker.set_grace(&key, grace);
+                self.sets.insert(key.clone(), info);
+                // Take over what a previous run wrote, so an unchanged view
+                // is not written (or announced) again.
+                if let Some(entry) = entry
+                    && !self.applied_views.contains_key(&key)
+                {
+                    let view = NodeView {
+                        handler: entry.handler,
+                        devices: entry.devices,
+                        last_error: entry.last_error,
+                    };
+                    let at = entry
+                        .last_transition_time
+                        .map_or_else(Timestamp::now, |t| t.0);
+                    self.applied_views.insert(key.clone(), (view, at));
+                }
+                self.refresh(&key);
+            }
+            Input::SetRemoved { key } => self.forget(&key),
+            Input::Discovered { key, devices } => {
+                let before: BTreeSet<String> = self
+                    .tracker
+                    .devices(&key)
+                    .map(|s| s.device.id.clone())
+                    .collect();
+                self.tracker.observe(&key, devices, now, Timestamp::now());
+                let new: Vec<String> = self
+                    .tracker
+                    .devices(&key)
+                    .map(|s| s.device.id.clone())
+                    .filter(|id| !before.contains(id))
+                    .collect();
+                if !new.is_empty() {
+                    self.events.devices_appeared(&key, &new);
+                }
+                self.set_view(&key, HandlerState::Available, String::new());
+                self.refresh(&key);
+            }
+            Input::Failed { key, error } => {
+                self.tracker.interrupt(&key, now);
+                self.set_view(&key, HandlerState::Failing, error.message().to_owned());
+                self.refresh(&key);
+            }
+            Input::HandlerUnavailable { key } => {
+                self.tracker.interrupt(&key, now);
+                let message = self.sets.get(&key).map_or_else(String::new, |info| {
+                    format!(
+                        "no discovery handler named {:?} is registered on this node",
+                        info.handler
+                    )
+                });
+                self.set_view(&key, HandlerState::Unavailable, message);
+                self.refresh(&key);
+            }
+            Input::DeviceDeleted { namespace, name } => {
+                let key = (namespace, name);
+                if self.applied.remove(&key).is_some() {
+                    debug!(device = %key.1, "a Device this node recorded was deleted");
+                    self.dirty.insert(Key::Device(key));
+                }
+            }
+        }
+    }
+
+    /// Records the handler's state for `key`; the view exists from the first
+    /// result on, so nothing is written for a set before discovery spoke.
+    fn set_view(&mut self, key: &SetKey, handler: HandlerState, last_error: String) {
+        if !self.sets.contains_key(key) {
+            return;
+        }
+        let previous = self
+            .views
+            .get(key)
+            .or_else(|| self.applied_views.get(key).map(|(v, _)| v));
+        if previous.is_none_or(|p| p.handler != handler || p.last_error != last_error) {
+            self.events.handler_state(key, handler, &last_error);
+        }
+        let view = self.views.entry(key.clone()).or_insert(NodeView {
+            handler,
+            devices: 0,
+            last_error: String::new(),
+        });
+        view.handler = handler;
+        view.last_error = last_error;
+    }
+
+    /// Recomputes what `set`'s Devices and view should be, marking changes dirty.
+    fn refresh(&mut self, set: &SetKey) {
+        let Some(info) = self.sets.get(set) else {
+            return;
+        };
+        let node = &self.writer.node;
+        let wanted: BTreeMap<DeviceRef, Desired> = self
+            .tracker
+            .devices(set)
+            .map(|seen| {
+                let name = desired::device_name(set, &seen.device, node);
+                let spec = desired::device_spec(set, info, &seen.device, node);
+                (
+                    (set.namespace.clone(), name),
+                    Desired {
+                        set: set.clone(),
+                        spec,
+                        since: seen.since,
+                    },
+                )
+            })
+            .collect();
+        let stale: Vec<DeviceRef> = self
+            .desired
+            .iter()
+            .filter(|(key, d)| &d.set == set && !wanted.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            self.desired.remove(&key);
+            self.dirty.insert(Key::Device(key));
+        }
+        for (key, want) in wanted {
+            if self.desired.get(&key) != Some(&want) {
+                self.desired.insert(key.clone(), want);
+                self.dirty.insert(Key::Device(key));
+            }
+        }
+        let present = i32::try_from(self.tracker.present(set)).unwrap_or(i32::MAX);
+        if let Some(view) = self.views.get_mut(set) {
+            view.devices = present;
+            self.dirty.insert(Key::SetEntry(set.clone()));
+        }
+        self.writer.metrics.set_devices(set, i64::from(present));
+    }
+
+    fn forget(&mut self, set: &SetKey) {
+        self.tracker.remove_set(set);
+        self.sets.remove(set);
+        self.views.remove(set);
+        self.applied_views.remove(set);
+        self.desired.retain(|_, d| &d.set != set);
+        self.applied.retain(|_, (s, _)| s != set);
+        self.dirty.retain(|k| match k {
+            Key::Device(_) => true,
+            Key::SetEntry(s) => s != set,
+        });
+        self.writer.metrics.remove_set(set);
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now().into_std();
+        for set in self.tracker.expire(now) {
+            let kept: BTreeSet<String> = self
+                .tracker
+                .devices(&set)
+                .map(|s| s.device.id.clone())
+                .collect();
+            let gone: Vec<String> = self
+                .desired
+                .values()
+                .filter(|d| d.set == set && !kept.contains(&d.spec.id))
+                .map(|d| d.spec.id.clone())
+                .collect();
+            if !gone.is_empty() {
+                self.events.devices_expired(&set, &gone);
+            }
+            self.refresh(&set);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let expiry = self.tracker.next_expiry().map(Instant::from_std);
+        let retry = self.retries.values().map(|(_, at)| *at).min();
+        match (expiry, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts writes for dirty keys, as many as the in-flight limit allows.
+    fn launch(&mut self, tasks: &mut JoinSet<Done>) {
+        let now = Instant::now();
+        let candidates: Vec<Key> = self
+            .dirty
+            .iter()
+            .filter(|k| !self.in_flight.contains(*k))
+            .filter(|k| self.retries.get(*k).is_none_or(|(_, at)| *at <= now))
+            .cloned()
+            .collect();
+        for key in candidates {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            let writer = self.writer.clone();
+            match &key {
+                Key::Device(device) => {
+                    let Some(write) = self.plan_device(device) else {
+                        self.dirty.remove(&key);
+                        continue;
+                    };
+                    let device = device.clone();
+                    tasks.spawn(async move {
+                        let result = writer.device(&write).await;
+                        Done::Device {
+                            key: device,
+                            write: Box::new(write),
+                            result,
+                        }
+                    });
+                }
+                Key::SetEntry(set) => {
+                    let Some((view, at)) = self.plan_set_entry(set) else {
+                        self.dirty.remove(&key);
+                        continue;
+                    };
+                    let set = set.clone();
+                    tasks.spawn(async move {
+                        let result = writer.set_entry(&set, &view, at).await;
+                        Done::SetEntry {
+                            key: set,
+                            view,
+                            at,
+                            result,
+                        }
+                    });
+                }
+            }
+            self.in_flight.insert(key);
+        }
+    }
+
+    /// The write that makes `device` as desired, or `None` when it already is.
+    fn plan_device(&mut self, device: &DeviceRef) -> Option<DeviceWrite> {
+        let desired = self.desired.get(device);
+        let applied = self
+            .applied
+            .get(device)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let spec = desired
+            .filter(|d| applied.spec.as_ref() != Some(&d.spec))
+            .and_then(|d| {
+                self.sets
+                    .get(&d.set)
+                    .map(|info| (info.clone(), d.spec.clone()))
+            });
+        let want_since = desired.map(|d| d.since);
+        let entry = (want_since != applied.since).then_some(want_since);
+        if spec.is_none() && entry.is_none() {
+            if desired.is_none() {
+                self.applied.remove(device);
+            }
+            return None;
+        }
+        let set = match desired {
+            Some(d) => d.set.clone(),
+            None => self.applied.get(device).map(|(s, _)| s.clone())?,
+        };
+        // Without a known set there is nothing to write from; never remove
+        // entries of a set this run has not seen yet.
+        if !self.sets.contains_key(&set) {
+            return None;
+        }
+        Some(DeviceWrite {
+            name: device.1.clone(),
+            set,
+            spec,
+            entry,
+        })
+    }
+
+    fn plan_set_entry(&self, set: &SetKey) -> Option<(NodeView, Timestamp)> {
+        let view = self.views.get(set)?;
+        match self.applied_views.get(set) {
+            Some((applied, _)) if applied == view => None,
+            Some((applied, at))
+                if applied.handler == view.handler && applied.last_error == view.last_error =>
+            {
+                Some((view.clone(), *at))
+            }
+            _ => Some((view.clone(), Timestamp::now())),
+        }
+    }
+
+    fn complete(&mut self, done: Done) {
+        match done {
+            Done::Device { key, write, result } => {
+                let dirty = Key::Device(key.clone());
+                self.in_flight.remove(&dirty);
+                match result {
+                    Ok(outcome) => {
+                        self.retries.remove(&dirty);
+                        let (_, applied) = self
+                            .applied
+                            .entry(key.clone())
+                            .or_insert_with(|| (write.set.clone(), Applied::default()));
+                        if let Some((_, spec)) = write.spec {
+                            applied.spec = Some(spec);
+                        }
+                        match outcome {
+                            EntryOutcome::Applied => {
+                                if let Some(since) = write.entry {
+                                    applied.since = since;
+                                }
+                            }
+                            EntryOutcome::DeviceMissing => *applied = Applied::default(),
+                        }
+                    }
+                    Err(error) => self.failed(dirty.clone(), &error),
+                }
+                self.dirty.insert(dirty);
+            }
+            Done::SetEntry {
+                key,
+                view,
+                at,
+                result,
+            } => {
+                let dirty = Key::SetEntry(key.clone());
+                self.in_flight.remove(&dirty);
+                match result {
+                    Ok(()) => {
+                        self.retries.remove(&dirty);
+                        if self.views.contains_key(&key) {
+                            self.applied_views.insert(key, (view, at));
+                        }
+                    }
+                    Err(error) => self.failed(dirty.clone(), &error),
+                }
+                self.dirty.insert(dirty);
+            }
+        }
+    }
+
+    fn failed(&mut self, key: Key, error: &WriteError) {
+        self.writer.metrics.api_error(error.category());
+        let attempts = self.retries.get(&key).map_or(0, |(n, _)| *n) + 1;
+        let delay = backoff(attempts);
+        warn!(%error, attempts, retry_in = ?delay, "write failed; will retry");
+        self.retries.insert(key, (attempts, Instant::now() + delay));
+    }
+}
+
+/// Capped exponential backoff with jitter: 200 ms, 400 ms, … up to 30 s.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_millis(200).saturating_mul(1 << attempts.min(8));
+    let capped = base.min(Duration::from_secs(30));
+    capped.mul_f64(0.75 + fastrand::f64() / 2.0)
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    if let Some(wake) = wake {
+        tokio::time::sleep_until(wake).await;
+    }
+}

@@ -1,0 +1,248 @@
+//! The supervisor: watches DeviceSets and the available handlers, and keeps
+//! exactly one discovery task running for each set whose handler is here.
+//!
+//! ```text
+//!  DeviceSet watch ──┐                        ┌─► discovery task per set (restarted when
+//!                    ├─► Supervisor (index) ──┤    its inputs change)
+//!  handlers (watch) ─┘                        └─► recorder: SetUpserted / SetRemoved / HandlerUnavailable
+//! ```
+//!
+//! A task's inputs are its set's `spec.discovery` and the handler's
+//! generation: a DeviceSet edit or a handler that registers again restarts
+//! it; anything else (capacity, brokerProperties) only changes what the
+//! recorder writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ambit_crds::v1alpha1::{DeviceSet, Discovery};
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::desired::SetInfo;
+use crate::discovery::Task;
+use crate::handlers::HandlerMap;
+use crate::metrics::Metrics;
+use crate::recorder::Input;
+use crate::tracker::SetKey;
+
+struct Running {
+    discovery: Discovery,
+    generation: u64,
+    handler: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps discovery running for every DeviceSet this node can serve.
+pub struct Supervisor {
+    client: Client,
+    namespace: Option<String>,
+    node: String,
+    recorder: mpsc::Sender<Input>,
+    metrics: Metrics,
+    sets: BTreeMap<SetKey, DeviceSet>,
+    sent: BTreeMap<SetKey, (SetInfo, Option<Duration>)>,
+    unavailable: BTreeSet<SetKey>,
+    running: BTreeMap<SetKey, Running>,
+    /// Sets seen during a (re)listing, to drop the ones deleted meanwhile.
+    listing: Option<BTreeSet<SetKey>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("node", &self.node)
+            .field("sets", &self.sets.len())
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor for `node`.
+    pub fn new(
+        client: Client,
+        namespace: Option<String>,
+        node: String,
+        recorder: mpsc::Sender<Input>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            node,
+            recorder,
+            metrics,
+            sets: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            unavailable: BTreeSet::new(),
+            running: BTreeMap::new(),
+            listing: None,
+        }
+    }
+
+    /// Watches DeviceSets in all namespaces and follows handler changes;
+    /// `ready` is set once the first listing is done.
+    pub async fn run(
+        mut self,
+        mut handlers: watch::Receiver<HandlerMap>,
+        ready: watch::Sender<bool>,
+    ) {
+        let api: Api<DeviceSet> =
+            crate::devices::scoped(self.client.clone(), self.namespace.as_deref());
+        let mut sets = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        loop {
+            tokio::select! {
+                event = sets.next() => match event {
+                    Some(Ok(event)) => {
+                        let listed = matches!(event, watcher::Event::InitDone);
+                        let available = handlers.borrow().clone();
+                        self.on_event(event, &available).await;
+                        if listed {
+                            ready.send_replace(true);
+                        }
+                    }
+                    Some(Err(error)) => warn!(%error, "DeviceSet watch failed; retrying"),
+                    None => return,
+                },
+                changed = handlers.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let available = handlers.borrow_and_update().clone();
+                    let keys: Vec<SetKey> = self.sets.keys().cloned().collect();
+                    for key in keys {
+                        self.reconcile(&key, &available).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: watcher::Event<DeviceSet>, handlers: &HandlerMap) {
+        match event {
+            watcher::Event::Init => self.listing = Some(BTreeSet::new()),
+            watcher::Event::InitApply(set) | watcher::Event::Apply(set) => {
+                let key = key_of(&set);
+                if let Some(listing) = &mut self.listing {
+                    listing.insert(key.clone());
+                }
+                self.sets.insert(key.clone(), set);
+                self.reconcile(&key, handlers).await;
+            }
+            watcher::Event::Delete(set) => self.remove(&key_of(&set)).await,
+            watcher::Event::InitDone => {
+                if let Some(listed) = self.listing.take() {
+                    let gone: Vec<SetKey> = self
+                        .sets
+                        .keys()
+                        .filter(|k| !listed.contains(*k))
+                        .cloned()
+                        .collect();
+                    for key in gone {
+                        self.remove(&key).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remove(&mut self, key: &SetKey) {
+        self.sets.remove(key);
+        self.running.remove(key);
+        self.unavailable.remove(key);
+        if self.sent.remove(key).is_some() {
+            let _ = self
+                .recorder
+                .send(Input::SetRemoved { key: key.clone() })
+                .await;
+        }
+    }
+
+    async fn reconcile(&mut self, key: &SetKey, handlers: &HandlerMap) {
+        let Some(set) = self.sets.get(key) else {
+            return;
+        };
+        let Some(info) = SetInfo::of(set) else { return };
+        let grace = set
+            .spec
+            .discovery
+            .grace_period_seconds
+            .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+        let discovery = set.spec.discovery.clone();
+
+        if self.sent.get(key) != Some(&(info.clone(), grace)) {
+            self.sent.insert(key.clone(), (info.clone(), grace));
+            let entry = set
+                .status
+                .iter()
+                .flat_map(|s| &s.nodes)
+                .find(|n| n.node == self.node)
+                .cloned();
+            let input = Input::SetUpserted {
+                key: key.clone(),
+                info: info.clone(),
+                grace,
+                entry,
+            };
+            let _ = self.recorder.send(input).await;
+        }
+
+        let Some(available) = handlers.get(&info.handler) else {
+            if self.running.remove(key).is_some() || self.unavailable.insert(key.clone()) {
+                info!(set = %key, handler = %info.handler, "no such handler on this node");
+                let _ = self
+                    .recorder
+                    .send(Input::HandlerUnavailable { key: key.clone() })
+                    .await;
+            }
+            return;
+        };
+        self.unavailable.remove(key);
+        if let Some(running) = self.running.get(key)
+            && running.discovery == discovery
+            && running.generation == available.generation
+            && running.handler == info.handler
+        {
+            return;
+        }
+        info!(set = %key, handler = %info.handler, kind = available.kind, "starting discovery");
+        let task = Task {
+            client: self.client.clone(),
+            node: self.node.clone(),
+            key: key.clone(),
+            discovery: discovery.clone(),
+            handler: available.handler.clone(),
+            recorder: self.recorder.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let span = tracing::info_span!("discovery", set = %key);
+        let handle = tokio::spawn(tracing::Instrument::instrument(task.run(), span));
+        self.running.insert(
+            key.clone(),
+            Running {
+                discovery,
+                generation: available.generation,
+                handler: info.handler,
+                task: handle,
+            },
+        );
+    }
+}
+
+fn key_of(set: &DeviceSet) -> SetKey {
+    SetKey {
+        namespace: set.namespace().unwrap_or_default(),
+        name: set.name_any(),
+    }
+}

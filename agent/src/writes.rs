@@ -1,0 +1,159 @@
+//! The agent's API writes, one function per kind of write. Each takes a
+//! snapshot of what should be, writes it with server-side apply under the
+//! node's field manager, and says what is now applied.
+
+use ambit_crds::v1alpha1::{Device, DeviceSet, DeviceSpec};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+
+use crate::desired::{self, NodeView, SetInfo};
+use crate::metrics::Metrics;
+use crate::tracker::SetKey;
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Applying a Device's metadata and spec failed.
+    #[error("failed to apply Device {name}: {source}")]
+    Device {
+        /// The Device.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Applying this node's entry of a Device's status failed.
+    #[error("failed to apply the node entry of Device {name}: {source}")]
+    Entry {
+        /// The Device.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Applying this node's entry of a DeviceSet's status failed.
+    #[error("failed to apply the node entry of DeviceSet {set}: {source}")]
+    SetEntry {
+        /// The DeviceSet.
+        set: SetKey,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+impl WriteError {
+    /// A fixed label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Device { .. } => "apply_device",
+            Self::Entry { .. } => "apply_device_entry",
+            Self::SetEntry { .. } => "apply_set_entry",
+        }
+    }
+}
+
+/// Everything a write needs, cheap to clone into a task.
+#[derive(Clone)]
+pub struct Writer {
+    /// The API client.
+    pub client: Client,
+    /// This node's name.
+    pub node: String,
+    /// The field manager, `ambit-agent/<node>`.
+    pub manager: String,
+    /// The agent's metrics.
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a Device write should achieve.
+#[derive(Debug, Clone)]
+pub struct DeviceWrite {
+    /// The Device's name.
+    pub name: String,
+    /// Its DeviceSet.
+    pub set: SetKey,
+    /// The set's details, when the spec must be applied.
+    pub spec: Option<(SetInfo, DeviceSpec)>,
+    /// The entry to apply, when it changed: `Some(Some(since))` claims it,
+    /// `Some(None)` gives it up.
+    pub entry: Option<Option<Timestamp>>,
+}
+
+/// What is applied after a successful Device write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// The entry is as asked.
+    Applied,
+    /// The Device does not exist (any more): its spec must be applied again.
+    DeviceMissing,
+}
+
+impl Writer {
+    /// Applies the spec and/or the node entry of one Device.
+    pub async fn device(&self, write: &DeviceWrite) -> Result<EntryOutcome, WriteError> {
+        let api: Api<Device> = Api::namespaced(self.client.clone(), &write.set.namespace);
+        let params = PatchParams::apply(&self.manager).force();
+        if let Some((info, spec)) = &write.spec {
+            let object = desired::device_object(&write.name, &write.set, info, spec.clone());
+            self.metrics.api_write("apply", "devices");
+            api.patch(&write.name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|source| WriteError::Device {
+                    name: write.name.clone(),
+                    source,
+                })?;
+        }
+        if let Some(since) = write.entry {
+            let patch = desired::node_entry_patch(&write.name, &self.node, since);
+            self.metrics.api_write("apply", "devices/status");
+            match api
+                .patch_status(&write.name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    return Ok(EntryOutcome::DeviceMissing);
+                }
+                Err(source) => {
+                    return Err(WriteError::Entry {
+                        name: write.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(EntryOutcome::Applied)
+    }
+
+    /// Applies this node's entry of a DeviceSet's status. A set that is gone
+    /// needs no entry: that counts as done.
+    pub async fn set_entry(
+        &self,
+        set: &SetKey,
+        view: &NodeView,
+        changed_at: Timestamp,
+    ) -> Result<(), WriteError> {
+        let api: Api<DeviceSet> = Api::namespaced(self.client.clone(), &set.namespace);
+        let params = PatchParams::apply(&self.manager).force();
+        let patch = desired::set_entry_patch(set, &self.node, view, changed_at);
+        self.metrics.api_write("apply", "devicesets/status");
+        match api
+            .patch_status(&set.name, &params, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(WriteError::SetEntry {
+                set: set.clone(),
+                source,
+            }),
+        }
+    }
+}

@@ -18,7 +18,6 @@ mod devices;
 mod discovery;
 mod events;
 mod handlers;
-mod http;
 pub mod metrics;
 mod properties;
 mod recorder;
@@ -124,7 +123,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
     tokio::spawn(supervisor.run(available, ready));
 
-    let http = tokio::spawn(http::serve(metrics_addr, registry, ready_rx));
+    let not_ready = "not ready: DeviceSets not listed yet";
+    let http = tokio::spawn(ambit_telemetry::serve(
+        metrics_addr,
+        registry,
+        ready_rx,
+        not_ready,
+    ));
     tokio::select! {
         result = server.run(shutdown_signal()) => result.map_err(Error::Registration)?,
         result = http => {

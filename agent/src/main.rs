@@ -1,13 +1,8 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    ambit_telemetry::init_logging();
     ambit_agent::run(ambit_agent::Args::parse()).await?;
     Ok(())
 }

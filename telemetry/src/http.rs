@@ -1,7 +1,8 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 //!
-//! Ready means the agent has listed the DeviceSets once and serves its
-//! registration socket; healthy means the process is alive and serving.
+//! Healthy means the process is alive and serving; what "ready" means is
+//! the service's to say (the agent: DeviceSets listed; the controller:
+//! caches synced), through the watch channel it hands over.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,17 +19,21 @@ use tokio::sync::watch;
 struct AppState {
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
+    not_ready: &'static str,
 }
 
-/// Serves the endpoints on `addr` until the process ends.
+/// Serves the endpoints on `addr` until the process ends; `/readyz` answers
+/// 200 while `ready` holds `true`, 503 with `not_ready` otherwise.
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
     ready: watch::Receiver<bool>,
+    not_ready: &'static str,
 ) -> std::io::Result<()> {
     let state = AppState {
         registry: Arc::new(registry),
         ready,
+        not_ready,
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -64,7 +69,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: DeviceSets not listed yet",
+            state.not_ready,
         )
     }
 }

@@ -1,0 +1,21 @@
+//! What Ambit's long-running services share for the people who operate
+//! them: logging set up the same way, and the same HTTP endpoints.
+//!
+//! - [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! - [`serve`]: `/metrics` (OpenMetrics text from a prometheus-client
+//!   registry), `/healthz` (the process serves) and `/readyz` (a watch
+//!   channel the service sets when it can do its job).
+
+mod http;
+
+pub use http::serve;
+
+/// Logs to stderr with `RUST_LOG` filtering (default `info`).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+}

@@ -1,0 +1,245 @@
+//! What every reconcile shares: the client, caches of everything it reads,
+//! the Event recorder, metrics, configuration, and the little memory the
+//! controller keeps (failure backoff per broker, retry counts per object).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::debug;
+
+use crate::health::{self, NodeHealth};
+use crate::labels;
+use crate::metrics::Metrics;
+
+/// The controller's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Serve only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// How long a NotReady node keeps its Device entries.
+    pub not_ready_toleration: Duration,
+}
+
+/// Caches of what the reconcilers read.
+#[derive(Clone)]
+pub struct Stores {
+    /// DeviceSets.
+    pub sets: Store<DeviceSet>,
+    /// Devices.
+    pub devices: Store<Device>,
+    /// Broker pods (labelled with a DeviceSet).
+    pub pods: Store<Pod>,
+    /// Broker Jobs.
+    pub jobs: Store<Job>,
+    /// Ambit's Services.
+    pub services: Store<Service>,
+    /// Nodes.
+    pub nodes: Store<Node>,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// What the reconcilers read.
+    pub stores: Stores,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// The controller's metrics.
+    pub metrics: Metrics,
+    /// Settings.
+    pub settings: Settings,
+    /// Per (Device uid, node): failures in a row and when a replacement may start.
+    pub failures: Mutex<BTreeMap<(String, String), (u32, Instant)>>,
+    /// Devices already told about being over capacity.
+    pub over_capacity: Mutex<BTreeSet<String>>,
+    /// Per object uid: reconcile failures in a row.
+    pub attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The field manager of everything the controller writes.
+pub const MANAGER: &str = "ambit-controller";
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Context {
+    /// Starts a reflector per cache; they run until the process ends.
+    pub fn new(client: Client, settings: Settings, metrics: Metrics) -> Self {
+        let ns = settings.namespace.as_deref();
+        let owned = watcher::Config::default().labels(labels::SET);
+        let stores = Stores {
+            sets: reflect(api(&client, ns), watcher::Config::default()),
+            devices: reflect(api(&client, ns), watcher::Config::default()),
+            pods: reflect(api(&client, ns), owned.clone()),
+            jobs: reflect(api(&client, ns), owned.clone()),
+            services: reflect(api(&client, ns), owned),
+            nodes: reflect(Api::all(client.clone()), watcher::Config::default()),
+        };
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            settings,
+            failures: Mutex::default(),
+            over_capacity: Mutex::default(),
+            attempts: Mutex::default(),
+        }
+    }
+
+    /// Waits until every cache has listed once.
+    pub async fn wait_synced(&self) {
+        let s = &self.stores;
+        let _ = futures::join!(
+            s.sets.wait_until_ready(),
+            s.devices.wait_until_ready(),
+            s.pods.wait_until_ready(),
+            s.jobs.wait_until_ready(),
+            s.services.wait_until_ready(),
+            s.nodes.wait_until_ready(),
+        );
+    }
+
+    /// Every node's health, by name.
+    pub fn node_health(&self) -> BTreeMap<String, NodeHealth> {
+        self.stores
+            .nodes
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), health::health(n)))
+            .collect()
+    }
+
+    /// Publishes an Event about `object` in the background.
+    pub fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let reference = object.object_ref(&());
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                debug!(%error, "failed to publish an Event");
+            }
+        });
+    }
+
+    /// Records that a broker of `device` on `node` failed; returns the backoff.
+    pub fn broker_failed(&self, device: &str, node: &str) -> Duration {
+        let mut failures = lock(&self.failures);
+        let entry = failures
+            .entry((device.to_owned(), node.to_owned()))
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
+        let wait = Duration::from_secs(10)
+            .saturating_mul(1 << (entry.0 - 1).min(5))
+            .min(Duration::from_secs(300));
+        entry.1 = Instant::now() + wait;
+        wait
+    }
+
+    /// Forgets the failures of a broker that runs (or of a device that is gone).
+    pub fn broker_ok(&self, device: &str, node: &str) {
+        lock(&self.failures).remove(&(device.to_owned(), node.to_owned()));
+    }
+
+    /// How long replacements of `device`'s brokers must still wait, per node.
+    pub fn backoff_of(&self, device: &str) -> BTreeMap<String, Duration> {
+        let now = Instant::now();
+        lock(&self.failures)
+            .iter()
+            .filter(|((d, _), (_, until))| d == device && *until > now)
+            .map(|((_, node), (_, until))| (node.clone(), *until - now))
+            .collect()
+    }
+
+    /// Whether `device` is newly over capacity (so an Event is due), or no longer.
+    pub fn over_capacity(&self, device: &str, over: bool) -> bool {
+        let mut reported = lock(&self.over_capacity);
+        if over {
+            reported.insert(device.to_owned())
+        } else {
+            reported.remove(device);
+            false
+        }
+    }
+
+    /// Counts a failure of the object `uid`; returns how many in a row.
+    pub fn failed_attempt(&self, uid: &str) -> u32 {
+        let mut attempts = lock(&self.attempts);
+        let n = attempts.entry(uid.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Forgets the failures of the object `uid`.
+    pub fn succeeded(&self, uid: &str) {
+        lock(&self.attempts).remove(uid);
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .for_each(|_| async {});
+    tokio::spawn(stream);
+    store
+}

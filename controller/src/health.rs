@@ -1,0 +1,200 @@
+//! Pure decisions about nodes and devices that go away:
+//! - which node entries of a Device to remove (node deleted, or NotReady
+//!   for longer than the toleration);
+//! - the Device's `Available` condition, and when a Device no node sees any
+//!   more is deleted (after its grace period, counted from the condition's
+//!   `lastTransitionTime`, so a controller restart does not reset it).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ambit_crds::conditions::{self, AVAILABLE};
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+
+/// Default grace of a local device (as the agent's).
+const LOCAL_GRACE: Duration = Duration::from_secs(10);
+/// Default grace of a shared device (as the agent's).
+const SHARED_GRACE: Duration = Duration::from_secs(300);
+
+/// A node's health as the controller needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeHealth {
+    /// Ready (or its state is not known yet).
+    Ready,
+    /// NotReady (or Unknown) since this time.
+    NotReadySince(Timestamp),
+}
+
+/// The health of `node`.
+pub fn health(node: &Node) -> NodeHealth {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status != "True" => NodeHealth::NotReadySince(
+            c.last_transition_time
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        ),
+        _ => NodeHealth::Ready,
+    }
+}
+
+/// The entries of `device` to remove, and when to look again for NotReady
+/// nodes whose toleration is not over yet. `nodes` must be the complete,
+/// synced list of nodes.
+pub fn stale_entries(
+    device: &Device,
+    nodes: &BTreeMap<String, NodeHealth>,
+    toleration: Duration,
+    now: Timestamp,
+) -> (Vec<String>, Option<Duration>) {
+    let mut remove = vec![];
+    let mut recheck: Option<Duration> = None;
+    for entry in device.status.iter().flat_map(|s| &s.nodes) {
+        match nodes.get(&entry.node) {
+            None => remove.push(entry.node.clone()),
+            Some(NodeHealth::Ready) => {}
+            Some(NodeHealth::NotReadySince(since)) => {
+                let elapsed = now.duration_since(*since).unsigned_abs();
+                if elapsed >= toleration {
+                    remove.push(entry.node.clone());
+                } else {
+                    let left = toleration - elapsed;
+                    recheck = Some(recheck.map_or(left, |r| r.min(left)));
+                }
+            }
+        }
+    }
+    (remove, recheck)
+}
+
+/// The grace period of `device` (its set's, or the default by shared-ness).
+pub fn grace(device: &Device, set: Option<&DeviceSet>) -> Duration {
+    set.and_then(|s| s.spec.discovery.grace_period_seconds)
+        .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
+        .unwrap_or(if device.spec.shared {
+            SHARED_GRACE
+        } else {
+            LOCAL_GRACE
+        })
+}
+
+/// The `Available` condition `device` should have, given `nodes` entries left.
+pub fn available(device: &Device, nodes: usize) -> Condition {
+    let generation = device.metadata.generation;
+    if nodes > 0 {
+        conditions::condition(
+            AVAILABLE,
+            conditions::TRUE,
+            "Seen",
+            format!("seen by {nodes} node(s)"),
+            generation,
+        )
+    } else {
+        conditions::condition(
+            AVAILABLE,
+            conditions::FALSE,
+            "NotSeen",
+            "no node sees the device",
+            generation,
+        )
+    }
+}
+
+/// What to do about a Device no node sees.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Some node sees it, or it is too young to judge.
+    Keep,
+    /// Delete it after this long, unless a node sees it again.
+    DeleteAfter(Duration),
+    /// Its grace period is over: delete it.
+    Delete,
+}
+
+/// The fate of `device` whose current `Available` condition is `current`.
+pub fn fate(current: Option<&Condition>, nodes: usize, grace: Duration, now: Timestamp) -> Fate {
+    match current {
+        Some(c) if nodes == 0 && c.status == conditions::FALSE => {
+            let gone_for = now.duration_since(c.last_transition_time.0).unsigned_abs();
+            if gone_for >= grace {
+                Fate::Delete
+            } else {
+                Fate::DeleteAfter(grace - gone_for)
+            }
+        }
+        _ => Fate::Keep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::json;
+
+    use super::*;
+
+    fn device(nodes: &[&str]) -> Device {
+        let entries: Vec<_> = nodes
+            .iter()
+            .map(|n| json!({ "node": n, "since": "2026-01-01T00:00:00Z" }))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
+            "metadata": { "name": "d", "namespace": "p" },
+            "spec": { "deviceSet": "s", "id": "x", "shared": true, "capacity": 1 },
+            "status": { "nodes": entries },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_of_gone_nodes_go_and_not_ready_ones_after_the_toleration() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let nodes = BTreeMap::from([
+            ("ready".to_owned(), NodeHealth::Ready),
+            (
+                "flaky".to_owned(),
+                NodeHealth::NotReadySince(Timestamp::from_second(990).unwrap()),
+            ),
+            (
+                "dead".to_owned(),
+                NodeHealth::NotReadySince(Timestamp::from_second(100).unwrap()),
+            ),
+        ]);
+        let (remove, recheck) = stale_entries(
+            &device(&["ready", "flaky", "dead", "deleted"]),
+            &nodes,
+            Duration::from_secs(60),
+            now,
+        );
+        assert_eq!(remove, ["dead", "deleted"]);
+        assert_eq!(recheck, Some(Duration::from_secs(50)));
+    }
+
+    #[test]
+    fn an_unseen_device_is_deleted_after_its_grace() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let mut unseen = available(&device(&[]), 0);
+        unseen.last_transition_time = Time(Timestamp::from_second(990).unwrap());
+        assert_eq!(
+            fate(Some(&unseen), 0, Duration::from_secs(30), now),
+            Fate::DeleteAfter(Duration::from_secs(20))
+        );
+        assert_eq!(
+            fate(Some(&unseen), 0, Duration::from_secs(10), now),
+            Fate::Delete
+        );
+        assert_eq!(
+            fate(Some(&unseen), 1, Duration::from_secs(10), now),
+            Fate::Keep
+        );
+        assert_eq!(fate(None, 0, Duration::from_secs(10), now), Fate::Keep);
+    }
+}

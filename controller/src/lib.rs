@@ -1,0 +1,256 @@
+//! Ambit's cluster controller: for each Device, its broker pods (or Job)
+//! and Service; for each DeviceSet, its status and Service; and the tidying
+//! up when nodes and devices go away. One replica is active at a time,
+//! elected through a Lease.
+//!
+//! ```text
+//!  Lease (kube-lease-manager) ─ leader? ─┬─ Device controller  (owns pods, Jobs, Services; watches sets, nodes)
+//!                                        └─ DeviceSet controller (owns its Service; watches Devices, pods)
+//!  both read from shared caches (Context) and write with field manager `ambit-controller`
+//! ```
+//!
+//! See `docs/controller.md` for the rules (capacity, placement, node loss,
+//! grace, failover) and the metrics.
+
+mod brokers;
+mod config;
+mod context;
+mod device;
+mod error;
+mod health;
+mod labels;
+mod metrics;
+mod set;
+mod summary;
+mod workloads;
+
+use std::sync::Arc;
+
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use config::Args;
+pub use labels::{DEVICE as DEVICE_LABEL, SET as SET_LABEL};
+
+use context::{Context, Settings};
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Kubernetes client could be configured.
+    #[error("failed to configure the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// Leader election could not start.
+    #[error("failed to set up leader election on Lease {lease}: {source}")]
+    Lease {
+        /// The Lease.
+        lease: String,
+        /// Why.
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    /// The metrics endpoint could not be served.
+    #[error("failed to serve /metrics on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the controller until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Client)?;
+    let Args {
+        metrics_addr,
+        namespace,
+        node_not_ready_toleration,
+        lease_name,
+        lease_namespace,
+        identity,
+        lease_duration,
+    } = args;
+    let identity = identity.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "ambit-controller".into());
+        format!("{host}-{:08x}", fastrand::u32(..))
+    });
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let (ready, ready_rx) = watch::channel(false);
+    let http = tokio::spawn(ambit_telemetry::serve(
+        metrics_addr,
+        registry,
+        ready_rx,
+        "not ready: leader election not started",
+    ));
+
+    let duration = lease_duration.as_secs().max(2);
+    let lease = LeaseManagerBuilder::new(client.clone(), &lease_name)
+        .with_namespace(&lease_namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|source| Error::Lease {
+            lease: lease_name.clone(),
+            source,
+        })?;
+    let (mut leading, _lease_task) = lease.watch().await;
+    ready.send_replace(true);
+    info!(%identity, lease = %lease_name, "waiting to lead");
+
+    let settings = Settings {
+        namespace,
+        not_ready_toleration: node_not_ready_toleration,
+    };
+    let mut active: Option<tokio::task::JoinHandle<()>> = None;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let lead = *leading.borrow_and_update();
+        metrics.leader(lead);
+        match (lead, &active) {
+            (true, None) => {
+                info!(%identity, "became the leader; starting the controllers");
+                active = Some(tokio::spawn(controllers(
+                    client.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                )));
+            }
+            (false, Some(task)) => {
+                // Stop writing at once: another replica may lead now.
+                warn!(%identity, "lost the lease; stopping the controllers");
+                task.abort();
+                active = None;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() {
+                warn!("leader election stopped");
+                break;
+            },
+            result = &mut stop => { let () = result; break; }
+        }
+    }
+    if let Some(task) = active {
+        task.abort();
+    }
+    // Dropping the receiver releases the Lease, so a standby takes over at once.
+    drop(leading);
+    if http.is_finished()
+        && let Ok(Err(source)) = http.await
+    {
+        return Err(Error::Http {
+            addr: metrics_addr,
+            source,
+        });
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Runs both controllers until aborted.
+async fn controllers(client: Client, settings: Settings, metrics: metrics::Metrics) {
+    let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
+    ctx.wait_synced().await;
+    info!("caches synced");
+    let ns = settings.namespace.as_deref();
+    let owned = || watcher::Config::default().labels(labels::SET);
+
+    let devices_of_set = ctx.stores.devices.clone();
+    let devices_of_node = ctx.stores.devices.clone();
+    let device_controller = Controller::new(api::<Device>(&client, ns), watcher::Config::default())
+        .owns(api::<Pod>(&client, ns), owned())
+        .owns(api::<Job>(&client, ns), owned())
+        .owns(api::<Service>(&client, ns), owned())
+        .watches(
+            api::<DeviceSet>(&client, ns),
+            watcher::Config::default(),
+            move |set: DeviceSet| {
+                let namespace = set.namespace();
+                let name = set.name_any();
+                devices_of_set
+                    .state()
+                    .into_iter()
+                    .filter(|d| d.namespace() == namespace && d.spec.device_set == name)
+                    .map(|d| ObjectRef::from_obj(d.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            move |node: Node| {
+                let name = node.name_any();
+                devices_of_node
+                    .state()
+                    .into_iter()
+                    .filter(|d| {
+                        d.status
+                            .iter()
+                            .flat_map(|s| &s.nodes)
+                            .any(|n| n.node == name)
+                    })
+                    .map(|d| ObjectRef::from_obj(d.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(device::reconcile, device::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let set_controller = Controller::new(api::<DeviceSet>(&client, ns), watcher::Config::default())
+        .owns(api::<Service>(&client, ns), owned())
+        .watches(
+            api::<Device>(&client, ns),
+            watcher::Config::default(),
+            |device: Device| {
+                device
+                    .namespace()
+                    .map(|ns| ObjectRef::new(&device.spec.device_set).within(&ns))
+            },
+        )
+        .watches(api::<Pod>(&client, ns), owned(), |pod: Pod| {
+            let set = pod.labels().get(labels::SET)?.clone();
+            pod.namespace().map(|ns| ObjectRef::new(&set).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(set::reconcile, set::error_policy, ctx)
+        .for_each(|_| async {});
+
+    futures::join!(device_controller, set_controller);
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -67,9 +67,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if *state.ready.borrow() {
         (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            state.not_ready,
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, state.not_ready)
     }
 }

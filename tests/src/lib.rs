@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod binaries;
+pub mod controllers;
 pub mod controlplane;
 pub mod crds;
 pub mod env;

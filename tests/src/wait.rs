@@ -34,7 +34,9 @@ pub async fn deleted<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
-    let gone = Box::pin(await_condition(api.clone(), name, |obj: Option<&K>| obj.is_none()));
+    let gone = Box::pin(await_condition(api.clone(), name, |obj: Option<&K>| {
+        obj.is_none()
+    }));
     match tokio::time::timeout(timeout, gone).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => anyhow::bail!("watch failed while waiting for {name} to go: {error}"),

@@ -1,5 +1,11 @@
 # Ambit's task runner. CI runs `make test`, exactly as the README says.
-.PHONY: test setup check lint fmt crds unit integration controlplane cluster bench-controlplane
+.PHONY: demo test setup check lint fmt crds cluster bench-controlplane
+
+# Install what is missing, then run Ambit's demo: a local cluster with
+# simulated devices, an agent per node and the controller, until Ctrl-C.
+demo: setup
+	cargo build --locked --workspace --bins
+	./target/debug/ambit-demo
 
 # Install what is missing, then run every check and test.
 test: setup check

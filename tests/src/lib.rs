@@ -18,6 +18,7 @@ pub mod binaries;
 pub mod controllers;
 pub mod controlplane;
 pub mod crds;
+pub mod demo;
 pub mod env;
 pub mod nodes;
 pub mod pki;

@@ -61,13 +61,21 @@ pub enum Error {
     },
 }
 
-/// The handlers compiled into this agent.
-fn embedded_handlers(args: &Args) -> Vec<Arc<dyn DiscoveryHandler>> {
-    let _ = args;
+/// What the embedded handlers are configured with.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerOptions {
+    /// debug-echo's state directory (its `offline` file hides devices).
+    pub debug_echo_dir: Option<std::path::PathBuf>,
+}
+
+/// The handlers compiled into this build (one cargo feature each): the
+/// agent embeds them, and `ambit discover` runs them.
+pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandler>> {
+    let _ = options;
     vec![
         #[cfg(feature = "debug-echo")]
         Arc::new(ambit_debug_echo::DebugEcho::from_state_dir(
-            args.debug_echo_dir.clone(),
+            options.debug_echo_dir.clone(),
         )),
     ]
 }
@@ -107,7 +115,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
     ));
 
     // Handlers: embedded now, external as they register.
-    let handlers = handlers::Handlers::new(embedded_handlers(&args), metrics.clone());
+    let options = HandlerOptions {
+        debug_echo_dir: args.debug_echo_dir.clone(),
+    };
+    let handlers = handlers::Handlers::new(embedded_handlers(&options), metrics.clone());
     let available = handlers.subscribe();
     std::fs::create_dir_all(&socket_dir).map_err(|source| Error::SocketDir {
         path: socket_dir.clone(),

@@ -172,9 +172,7 @@ fn embedded(
     name: &str,
     debug_echo_dir: Option<PathBuf>,
 ) -> anyhow::Result<Arc<dyn DiscoveryHandler>> {
-    let handlers: Vec<Arc<dyn DiscoveryHandler>> = vec![Arc::new(
-        ambit_debug_echo::DebugEcho::from_state_dir(debug_echo_dir),
-    )];
+    let handlers = ambit_agent::embedded_handlers(&ambit_agent::HandlerOptions { debug_echo_dir });
     let names: Vec<String> = handlers.iter().map(|h| h.name().to_owned()).collect();
     handlers.into_iter().find(|h| h.name() == name).with_context(|| {
         format!(

@@ -142,7 +142,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         not_ready,
     ));
     tokio::select! {
-        result = server.run(shutdown_signal()) => result.map_err(Error::Registration)?,
+        result = server.run(ambit_telemetry::shutdown_signal()) => result.map_err(Error::Registration)?,
         result = http => {
             if let Ok(Err(source)) = result {
                 return Err(Error::Http { addr: metrics_addr, source });
@@ -151,15 +151,4 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

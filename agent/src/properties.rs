@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
-use ambit_crds::v1alpha1::DiscoveryProperty;
+use ambit_crds::v1alpha1::{DiscoveryProperty, PropertySource};
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::watcher;
@@ -72,118 +72,89 @@ pub async fn resolve(
             resolved.insert(name, value.clone());
             continue;
         }
-        let Some(source) = &property.value_from else {
+        let Some(reference) = property.value_from.as_ref().and_then(Reference::of) else {
             continue;
         };
-        if let Some(secret) = &source.secret_key_ref {
-            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let object = get(&api, &secret.name, &name, "Secret", namespace).await?;
-            let value = object
-                .as_ref()
-                .and_then(|s| s.data.as_ref())
-                .and_then(|d| d.get(&secret.key))
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                .or_else(|| {
-                    object
-                        .as_ref()
-                        .and_then(|s| s.string_data.as_ref())
-                        .and_then(|d| d.get(&secret.key))
-                        .cloned()
+        let read = |source| PropertyError::Read {
+            property: name.clone(),
+            kind: reference.kind,
+            namespace: namespace.to_owned(),
+            name: reference.name.to_owned(),
+            source,
+        };
+        // (whether the object exists, the key's value)
+        let (exists, value) = match reference.kind {
+            "Secret" => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                let secret = api.get_opt(reference.name).await.map_err(read)?;
+                let value = secret.as_ref().and_then(|s| {
+                    let data = s.data.as_ref().and_then(|d| d.get(reference.key));
+                    data.map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                        .or_else(|| s.string_data.as_ref()?.get(reference.key).cloned())
                 });
-            let optional = secret.optional.unwrap_or(false);
-            match (value, object.is_some(), optional) {
-                (Some(value), _, _) => {
-                    resolved.insert(name, value);
-                }
-                (None, _, true) => {}
-                (None, true, false) => {
-                    return Err(missing_key(
-                        name,
-                        "Secret",
-                        namespace,
-                        &secret.name,
-                        &secret.key,
-                    ));
-                }
-                (None, false, false) => {
-                    return Err(not_found(name, "Secret", namespace, &secret.name));
-                }
+                (secret.is_some(), value)
             }
-        } else if let Some(map) = &source.config_map_key_ref {
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-            let object = get(&api, &map.name, &name, "ConfigMap", namespace).await?;
-            let value = object
-                .as_ref()
-                .and_then(|m| m.data.as_ref())
-                .and_then(|d| d.get(&map.key))
-                .cloned();
-            let optional = map.optional.unwrap_or(false);
-            match (value, object.is_some(), optional) {
-                (Some(value), _, _) => {
-                    resolved.insert(name, value);
-                }
-                (None, _, true) => {}
-                (None, true, false) => {
-                    return Err(missing_key(
-                        name,
-                        "ConfigMap",
-                        namespace,
-                        &map.name,
-                        &map.key,
-                    ));
-                }
-                (None, false, false) => {
-                    return Err(not_found(name, "ConfigMap", namespace, &map.name));
-                }
+            _ => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                let map = api.get_opt(reference.name).await.map_err(read)?;
+                let value = map
+                    .as_ref()
+                    .and_then(|m| m.data.as_ref()?.get(reference.key).cloned());
+                (map.is_some(), value)
+            }
+        };
+        match (value, exists, reference.optional) {
+            (Some(value), _, _) => {
+                resolved.insert(name, value);
+            }
+            (None, _, true) => {}
+            (None, true, false) => {
+                return Err(PropertyError::MissingKey {
+                    property: name,
+                    kind: reference.kind,
+                    namespace: namespace.to_owned(),
+                    name: reference.name.to_owned(),
+                    key: reference.key.to_owned(),
+                });
+            }
+            (None, false, false) => {
+                return Err(PropertyError::NotFound {
+                    property: name,
+                    kind: reference.kind,
+                    namespace: namespace.to_owned(),
+                    name: reference.name.to_owned(),
+                });
             }
         }
     }
     Ok(resolved)
 }
 
-async fn get<K>(
-    api: &Api<K>,
-    object: &str,
-    property: &str,
+/// A key of a Secret or ConfigMap that a property reads.
+struct Reference<'a> {
     kind: &'static str,
-    namespace: &str,
-) -> Result<Option<K>, PropertyError>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(object)
-        .await
-        .map_err(|source| PropertyError::Read {
-            property: property.to_owned(),
-            kind,
-            namespace: namespace.to_owned(),
-            name: object.to_owned(),
-            source,
+    name: &'a str,
+    key: &'a str,
+    optional: bool,
+}
+
+impl<'a> Reference<'a> {
+    fn of(source: &'a PropertySource) -> Option<Self> {
+        if let Some(s) = &source.secret_key_ref {
+            return Some(Self {
+                kind: "Secret",
+                name: &s.name,
+                key: &s.key,
+                optional: s.optional.unwrap_or(false),
+            });
+        }
+        let c = source.config_map_key_ref.as_ref()?;
+        Some(Self {
+            kind: "ConfigMap",
+            name: &c.name,
+            key: &c.key,
+            optional: c.optional.unwrap_or(false),
         })
-}
-
-fn missing_key(
-    property: String,
-    kind: &'static str,
-    namespace: &str,
-    name: &str,
-    key: &str,
-) -> PropertyError {
-    PropertyError::MissingKey {
-        property,
-        kind,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        key: key.to_owned(),
-    }
-}
-
-fn not_found(property: String, kind: &'static str, namespace: &str, name: &str) -> PropertyError {
-    PropertyError::NotFound {
-        property,
-        kind,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
     }
 }
 

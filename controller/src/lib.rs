@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         not_ready_toleration: node_not_ready_toleration,
     };
     let mut active: Option<tokio::task::JoinHandle<()>> = None;
-    let stop = shutdown_signal();
+    let stop = ambit_telemetry::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let lead = *leading.borrow_and_update();
@@ -241,16 +241,5 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

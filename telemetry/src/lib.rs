@@ -2,6 +2,7 @@
 //! them: logging set up the same way, and the same HTTP endpoints.
 //!
 //! - [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! - [`shutdown_signal`]: resolves on Ctrl-C or SIGTERM (what Kubernetes sends).
 //! - [`serve`]: `/metrics` (OpenMetrics text from a prometheus-client
 //!   registry), `/healthz` (the process serves) and `/readyz` (a watch
 //!   channel the service sets when it can do its job).
@@ -18,4 +19,18 @@ pub fn init_logging() {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // No SIGTERM handler could be installed: Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

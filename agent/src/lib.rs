@@ -77,6 +77,8 @@ pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandl
         Arc::new(ambit_debug_echo::DebugEcho::from_state_dir(
             options.debug_echo_dir.clone(),
         )),
+        #[cfg(feature = "modbus")]
+        Arc::new(ambit_modbus::Modbus::new()),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! ```text
 //!   ambit-handler --socket-dir /var/lib/ambit
 //!     ├─ debug-echo ─► /var/lib/ambit/debug-echo.sock ─register─► /var/lib/ambit/registration.sock
+//!     ├─ modbus ─────► /var/lib/ambit/modbus.sock
 //!     └─ (udev, opcua, ... as features are added)
 //! ```
 //!
@@ -27,6 +28,8 @@ use tracing::info;
 pub const COMPILED_IN: &[&str] = &[
     #[cfg(feature = "debug-echo")]
     ambit_debug_echo::NAME,
+    #[cfg(feature = "modbus")]
+    ambit_modbus::NAME,
 ];
 
 /// Command-line flags; every one can also be set from the environment.
@@ -122,6 +125,8 @@ fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, R
                 None => handler,
             }))
         }
+        #[cfg(feature = "modbus")]
+        ambit_modbus::NAME => Ok(Arc::new(ambit_modbus::Modbus::new())),
         _ => {
             let _ = args;
             Err(RunError::NotCompiledIn {
@@ -198,7 +203,10 @@ mod tests {
         let error = select_handlers(&["udev".to_owned()]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "handler \"udev\" is not compiled into this binary (compiled in: debug-echo)"
+            format!(
+                "handler \"udev\" is not compiled into this binary (compiled in: {})",
+                COMPILED_IN.join(", ")
+            )
         );
     }
 }

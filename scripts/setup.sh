@@ -5,7 +5,9 @@
 #   - Rust (cargo) and Go must already be there: Debian's Go is too old for
 #     Kubernetes 1.36, so we do not try to install it.
 #   - Debian packages listed in scripts/setup-deps.txt (apt, as root).
-#   - Python packages listed in scripts/setup-pip.txt (pip).
+#   - Python packages listed in scripts/setup-pip.txt (pip), and
+#     python-dbusmock (scripts/setup-dbusmock.txt) in a virtualenv of Debian's
+#     python3, for the Bluetooth handler's tests.
 #   - The control plane's binaries (etcd, Kubernetes, KWOK), built from their
 #     Go modules into ~/.cache/ambit, once per version.
 set -euo pipefail
@@ -41,6 +43,19 @@ if [ -s scripts/setup-pip.txt ]; then
   say "Python packages from scripts/setup-pip.txt"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/setup-pip.txt
 fi
+
+# python-dbusmock, for the Bluetooth handler's tests and the mocked BLE sensor
+# (examples/bluetooth). It needs PyGObject and dbus-python; PyPI's would have to
+# compile against libgirepository and libdbus, so it runs on Debian's python3
+# with Debian's python3-gi and python3-dbus, in a virtualenv that sees them.
+# The tests find it here, or at $AMBIT_DBUSMOCK_PYTHON.
+dbusmock_venv="${XDG_CACHE_HOME:-$HOME/.cache}/ambit/dbusmock-venv"
+if [ ! -x "$dbusmock_venv/bin/python3" ]; then
+  say "virtualenv for python-dbusmock: $dbusmock_venv"
+  /usr/bin/python3 -m venv --system-site-packages --without-pip "$dbusmock_venv"
+fi
+say "Python packages from scripts/setup-dbusmock.txt (into $dbusmock_venv)"
+"$dbusmock_venv/bin/python3" -m pip install --quiet --disable-pip-version-check -r scripts/setup-dbusmock.txt
 
 # The control plane: built once per version, then reused from the cache.
 say "control plane binaries (built from Go modules on first use, then cached)"

@@ -79,6 +79,8 @@ pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandl
         )),
         #[cfg(feature = "modbus")]
         Arc::new(ambit_modbus::Modbus::new()),
+        #[cfg(feature = "bluetooth")]
+        Arc::new(ambit_bluetooth::Bluetooth::new()),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! ```text
 //!   ambit-handler --socket-dir /var/lib/ambit
 //!     ├─ debug-echo ─► /var/lib/ambit/debug-echo.sock ─register─► /var/lib/ambit/registration.sock
+//!     ├─ bluetooth ──► /var/lib/ambit/bluetooth.sock
 //!     ├─ modbus ─────► /var/lib/ambit/modbus.sock
 //!     └─ (udev, opcua, ... as features are added)
 //! ```
@@ -30,6 +31,8 @@ pub const COMPILED_IN: &[&str] = &[
     ambit_debug_echo::NAME,
     #[cfg(feature = "modbus")]
     ambit_modbus::NAME,
+    #[cfg(feature = "bluetooth")]
+    ambit_bluetooth::NAME,
 ];
 
 /// Command-line flags; every one can also be set from the environment.
@@ -125,6 +128,8 @@ fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, R
                 None => handler,
             }))
         }
+        #[cfg(feature = "bluetooth")]
+        ambit_bluetooth::NAME => Ok(Arc::new(ambit_bluetooth::Bluetooth::new())),
         #[cfg(feature = "modbus")]
         ambit_modbus::NAME => Ok(Arc::new(ambit_modbus::Modbus::new())),
         _ => {

@@ -81,6 +81,7 @@ async fn serves_debug_echo_to_the_agent() {
 
     let mut child = handler_binary()
         .env("AMBIT_SOCKET_DIR", &sockets)
+        .args(["--handler", "debug-echo"])
         .arg("--debug-echo-dir")
         .arg(&state)
         .spawn()

@@ -50,8 +50,14 @@ impl SessionSlot {
                  (is /run/dbus/system_bus_socket there, or DBUS_SYSTEM_BUS_ADDRESS set?)"
             ))
         })?;
+        let probe = dbus::blocking::Connection::new_system().map_err(|error| {
+            DiscoveryError::Unavailable(format!(
+                "cannot reach the D-Bus system bus, where BlueZ serves: {error}"
+            ))
+        })?;
         let session = Arc::new(Session {
             manager,
+            probe: Arc::new(StdMutex::new(probe)),
             scans: Arc::default(),
         });
         *slot = Some(session.clone());
@@ -73,6 +79,9 @@ impl SessionSlot {
 /// One D-Bus connection to BlueZ.
 pub struct Session {
     manager: Manager,
+    /// A plain D-Bus connection for what btleplug does not expose (whether
+    /// an adapter is scanning).
+    probe: Arc<StdMutex<dbus::blocking::Connection>>,
     /// Running discoveries per adapter name.
     scans: Arc<StdMutex<HashMap<String, usize>>>,
 }
@@ -188,6 +197,36 @@ impl Radio {
             debug!(adapter = %self.name, "scanning started");
         }
         Ok(guard)
+    }
+
+    /// Starts scanning again if BlueZ is not scanning on this adapter
+    /// although a discovery runs: bluetoothd restarted, and the new one
+    /// knows nothing of the old one's scans.
+    pub async fn keep_scanning(&self) -> Result<(), DiscoveryError> {
+        let probe = self.session.probe.clone();
+        let path = format!("/org/bluez/{}", self.name);
+        let discovering = tokio::task::spawn_blocking(move || {
+            use dbus::blocking::stdintf::org_freedesktop_dbus::Properties as _;
+            lock(&probe)
+                .with_proxy("org.bluez", path, std::time::Duration::from_secs(5))
+                .get::<bool>("org.bluez.Adapter1", "Discovering")
+        })
+        .await
+        .map_err(|error| DiscoveryError::Failed(format!("checking the scan failed: {error}")))?
+        .map_err(|error| {
+            DiscoveryError::Unavailable(format!(
+                "BlueZ: failed to read whether {} scans: {error}",
+                self.name
+            ))
+        })?;
+        if !discovering {
+            warn!(adapter = %self.name, "BlueZ is not scanning (bluetoothd restarted?); scanning again");
+            self.adapter
+                .start_scan(ScanFilter::default())
+                .await
+                .map_err(|error| bluez_error(&format!("start scanning on {}", self.name), error))?;
+        }
+        Ok(())
     }
 
     /// Every device BlueZ knows on this adapter, heard lately or not.

@@ -188,8 +188,10 @@ impl Discovery {
     }
 
     /// Re-reads every device from BlueZ: catches changes BlueZ sends no
-    /// event for (a new name) and devices BlueZ dropped.
+    /// event for (a new name) and devices BlueZ dropped; and makes sure
+    /// BlueZ still scans.
     async fn resync(&mut self) -> Result<(), DiscoveryError> {
+        self.radio.keep_scanning().await?;
         let snapshot = self.radio.snapshot().await?;
         self.ids.clear();
         self.addresses.clear();

@@ -326,6 +326,40 @@ fn gatt_values_are_read_when_asked() {
 }
 
 #[test]
+fn scanning_resumes_when_bluez_stops_it() {
+    mockbluez::run("scanning_resumes_when_bluez_stops_it", |mock| async move {
+        mock.add_adapter("hci0");
+        let handler = handler();
+        let mut stream = start(&handler, json!({})).await;
+        assert!(next_set(&mut stream).await.is_empty());
+        assert!(mock.discovering("hci0"));
+
+        // As if bluetoothd restarted: nobody scans any more.
+        mock.stop_discovery("hci0");
+        assert!(!mock.discovering("hci0"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !mock.discovering("hci0") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "scanning did not resume"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // The scan stops with the last discovery on the adapter.
+        drop(stream);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while mock.discovering("hci0") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "scanning did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
 fn a_missing_adapter_is_unavailable_not_invalid() {
     mockbluez::run(
         "a_missing_adapter_is_unavailable_not_invalid",

@@ -384,6 +384,25 @@ impl Mock {
         self.update(device, vec![("ServicesResolved", value(true))]);
     }
 
+    /// Whether the adapter is scanning now.
+    pub fn discovering(&self, adapter: &str) -> bool {
+        use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
+        self.connection
+            .with_proxy("org.bluez", format!("/org/bluez/{adapter}"), TIMEOUT)
+            .get("org.bluez.Adapter1", "Discovering")
+            .unwrap()
+    }
+
+    /// The adapter stops scanning, as after bluetoothd restarted.
+    pub fn stop_discovery(&self, adapter: &str) {
+        let () = self.call(
+            &format!("/org/bluez/{adapter}"),
+            "org.bluez.Adapter1",
+            "StopDiscovery",
+            (),
+        );
+    }
+
     /// Whether the device is connected now.
     pub fn connected(&self, device: &str) -> bool {
         use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;

@@ -55,7 +55,8 @@ async fn finds_units_on_a_serial_bus_and_follows_them() {
                 "unitIds": ["1-4"],
             },
             "probes": [{"name": "model", "register": "holding", "address": 0, "equals": [1234]}],
-            "timeout": "300ms",
+            // Generous: a loaded CI machine must not make the PLC "vanish".
+            "timeout": "800ms",
             "interval": "200ms",
         })))
         .await

@@ -170,6 +170,11 @@ fn parse_one(item: &str) -> Result<HostSpec, String> {
     if is_dns_name(item) {
         return Ok(HostSpec::Name(item.to_ascii_lowercase()));
     }
+    if item.parse::<std::net::SocketAddr>().is_ok() {
+        return Err(format!(
+            "{item:?} has a port: give the host here and the port in tcp.ports"
+        ));
+    }
     Err(format!(
         "{item:?} is not an IP address, a CIDR range or a host name"
     ))
@@ -282,6 +287,10 @@ mod tests {
             (
                 "",
                 "tcp.hosts[0]: \"\" is not an IP address, a CIDR range or a host name",
+            ),
+            (
+                "10.0.0.5:5020",
+                "tcp.hosts[0]: \"10.0.0.5:5020\" has a port: give the host here and the port in tcp.ports",
             ),
         ];
         for (item, expected) in cases {

@@ -66,6 +66,10 @@ pub struct Context {
     pub over_capacity: Mutex<BTreeSet<String>>,
     /// Per object uid: reconcile failures in a row.
     pub attempts: Mutex<HashMap<String, u32>>,
+    /// Pods created but not yet seen in the cache (namespace/name → when),
+    /// so a reconcile that runs before the cache catches up does not create
+    /// them again (the "expectations" of Kubernetes' own controllers).
+    pub expected: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -111,6 +115,7 @@ impl Context {
             failures: Mutex::default(),
             over_capacity: Mutex::default(),
             attempts: Mutex::default(),
+            expected: Mutex::default(),
         }
     }
 
@@ -198,6 +203,26 @@ impl Context {
         } else {
             reported.remove(device);
             false
+        }
+    }
+
+    /// Records that the pod `key` was just created.
+    pub fn expect(&self, key: String) {
+        lock(&self.expected).insert(key, Instant::now());
+    }
+
+    /// Whether the pod `key` was created recently but the cache has not
+    /// shown it yet. `seen` says whether the cache has it now; seen or
+    /// older than 30 s, the expectation is dropped.
+    pub fn awaited(&self, key: &str, seen: bool) -> bool {
+        let mut expected = lock(&self.expected);
+        match expected.get(key) {
+            Some(at) if !seen && at.elapsed() < Duration::from_secs(30) => true,
+            Some(_) => {
+                expected.remove(key);
+                false
+            }
+            None => false,
         }
     }
 

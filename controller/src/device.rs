@@ -298,6 +298,9 @@ async fn brokers(
     }
     for pod in &plan.create {
         let name = pod.name_any();
+        if ctx.awaited(&format!("{namespace}/{name}"), false) {
+            continue;
+        }
         let node = brokers::node_of(pod).unwrap_or_default().to_owned();
         match api
             .create(
@@ -309,12 +312,15 @@ async fn brokers(
             )
             .await
         {
-            Ok(_) => ctx.event(
-                device,
-                EventType::Normal,
-                "BrokerCreated",
-                format!("created broker pod {name} for node {node}"),
-            ),
+            Ok(_) => {
+                ctx.expect(format!("{namespace}/{name}"));
+                ctx.event(
+                    device,
+                    EventType::Normal,
+                    "BrokerCreated",
+                    format!("created broker pod {name} for node {node}"),
+                );
+            }
             // The cache lags behind an earlier create: the pod is there.
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(source) => return Err(Error::CreatePod { pod: name, source }),

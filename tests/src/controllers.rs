@@ -69,6 +69,11 @@ impl Controller {
         Ok(())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(crate::process::Process::pid)
+    }
+
     /// Kills the controller like `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {

@@ -104,6 +104,11 @@ impl Agent {
         Ok(())
     }
 
+    /// The running agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         self.process

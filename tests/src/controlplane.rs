@@ -12,6 +12,7 @@
 //! `<dir>/logs/<name>.log`, and is stopped (and the directory removed) by the
 //! [`Janitor`] when the test binary exits.
 
+use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +48,29 @@ pub struct ControlPlane {
     pub start_time: Duration,
     pki: Pki,
     processes: Mutex<Vec<Process>>,
+    launches: Mutex<Vec<Launch>>,
     janitor: Janitor,
+}
+
+/// How a component was started, so that it can be started again the same
+/// way (same binary, flags, ports and data).
+#[derive(Debug, Clone)]
+struct Launch {
+    name: &'static str,
+    program: OsString,
+    args: Vec<OsString>,
+    health: Health,
+}
+
+/// How to tell that a component is up.
+#[derive(Debug, Clone, Copy)]
+enum Health {
+    /// `GET http://127.0.0.1:<port><path>` answers 200.
+    Http(u16, &'static str),
+    /// kube-apiserver's `/readyz` says ok.
+    ApiServer,
+    /// `GET https://127.0.0.1:<port>/healthz` says ok.
+    Healthz(u16),
 }
 
 impl ControlPlane {
@@ -91,6 +114,7 @@ impl ControlPlane {
             start_time: Duration::ZERO,
             pki,
             processes: Mutex::new(vec![]),
+            launches: Mutex::new(vec![]),
             janitor,
         };
 
@@ -109,7 +133,7 @@ impl ControlPlane {
                 "--log-level=warn",
                 "--quota-backend-bytes=4294967296",
             ]);
-        this.spawn("etcd", etcd)?;
+        this.spawn("etcd", etcd, Health::Http(etcd_port, "/health"))?;
         this.wait_http_ok("etcd", etcd_port, "/health").await?;
 
         // kube-apiserver
@@ -144,7 +168,7 @@ impl ControlPlane {
                 "--profiling=false",
                 "--v=1",
             ]);
-        this.spawn("kube-apiserver", api)?;
+        this.spawn("kube-apiserver", api, Health::ApiServer)?;
         this.wait_apiserver().await?;
 
         // kube-controller-manager, kube-scheduler, kwok
@@ -179,7 +203,7 @@ impl ControlPlane {
                 "--profiling=false",
                 "--v=1",
             ]);
-        this.spawn("kube-controller-manager", kcm)?;
+        this.spawn("kube-controller-manager", kcm, Health::Healthz(kcm_port))?;
 
         let sched_config =
             this.pki
@@ -202,7 +226,7 @@ impl ControlPlane {
                 dir.join("scheduler-certs").display()
             ))
             .args(["--leader-elect=false", "--profiling=false", "--v=1"]);
-        this.spawn("kube-scheduler", sched)?;
+        this.spawn("kube-scheduler", sched, Health::Healthz(sched_port))?;
 
         let stages = dir.join("kwok-stages.yaml");
         std::fs::write(&stages, KWOK_STAGES)
@@ -218,7 +242,7 @@ impl ControlPlane {
                 "--cidr=10.244.0.0/16",
                 "--node-ip=10.200.0.1",
             ]);
-        this.spawn("kwok", kwok)?;
+        this.spawn("kwok", kwok, Health::Http(kwok_port, "/healthz"))?;
 
         this.wait_component_healthz("kube-controller-manager", kcm_port)
             .await?;
@@ -288,12 +312,87 @@ impl ControlPlane {
         }
     }
 
-    fn spawn(&mut self, name: &str, cmd: Command) -> Result<(), Error> {
+    /// The process id of a running component (for its CPU and memory).
+    pub fn component_pid(&self, name: &str) -> Option<u32> {
+        let processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        processes
+            .iter()
+            .find(|p| p.name() == name)
+            .map(Process::pid)
+    }
+
+    /// Stops one component (SIGTERM, then SIGKILL after 10 s) and keeps
+    /// how it was started, for [`ControlPlane::start_component`]. Stopping
+    /// kube-apiserver (etcd stays) is an API outage: clients get connection
+    /// errors until it is started again. Returns whether it was running.
+    pub fn stop_component(&self, name: &str) -> bool {
+        let stopped = {
+            let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+            processes
+                .iter()
+                .position(|p| p.name() == name)
+                .map(|i| processes.remove(i))
+        };
+        match stopped {
+            Some(mut process) => {
+                process.terminate(Duration::from_secs(10));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts a component stopped with [`ControlPlane::stop_component`] (or
+    /// killed with [`ControlPlane::kill_component`]) again with the same
+    /// command — same port, flags and data — and waits until it is healthy
+    /// (kube-apiserver: `/readyz` says ok), as [`ControlPlane::start`] does.
+    pub async fn start_component(&self, name: &str) -> Result<(), Error> {
+        let launch = self
+            .launches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|l| l.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let what = format!("start {name} again: it is not a component");
+                Error::io(what, std::io::ErrorKind::NotFound.into())
+            })?;
+        {
+            let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = processes.iter().position(|p| p.name() == name) {
+                // Killed, not stopped: reap it before starting it again.
+                let mut old = processes.remove(i);
+                old.kill();
+            }
+            let mut cmd = Command::new(&launch.program);
+            cmd.args(&launch.args);
+            let process = Process::spawn(launch.name, cmd, &self.log_dir(), &self.janitor)?;
+            processes.push(process);
+        }
+        match launch.health {
+            Health::Http(port, path) => self.wait_http_ok(launch.name, port, path).await,
+            Health::ApiServer => self.wait_apiserver().await,
+            Health::Healthz(port) => self.wait_component_healthz(launch.name, port).await,
+        }
+    }
+
+    fn spawn(&mut self, name: &'static str, cmd: Command, health: Health) -> Result<(), Error> {
+        let launch = Launch {
+            name,
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            health,
+        };
         let process = Process::spawn(name, cmd, &self.log_dir(), &self.janitor)?;
         self.processes
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .push(process);
+        self.launches
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(launch);
         Ok(())
     }
 

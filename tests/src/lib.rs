@@ -20,6 +20,7 @@ pub mod controlplane;
 pub mod crds;
 pub mod demo;
 pub mod env;
+pub mod metrics;
 pub mod nodes;
 pub mod pki;
 pub mod process;

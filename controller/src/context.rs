@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -29,6 +30,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// How long a NotReady node keeps its Device entries.
     pub not_ready_toleration: Duration,
+    /// This replica's identity (Events name it as their reporting instance).
+    pub identity: String,
 }
 
 /// Caches of what the reconcilers read.
@@ -90,23 +93,33 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Context {
-    /// Starts a reflector per cache; they run until the process ends.
-    pub fn new(client: Client, settings: Settings, metrics: Metrics) -> Self {
+    /// A context, and the watches that fill its caches: they must be
+    /// polled (the controllers' task joins them, so they stop with it).
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> (Self, Vec<BoxFuture<'static, ()>>) {
+        let mut drivers = vec![];
         let ns = settings.namespace.as_deref();
         let owned = watcher::Config::default().labels(labels::SET);
         let stores = Stores {
-            sets: reflect(api(&client, ns), watcher::Config::default()),
-            devices: reflect(api(&client, ns), watcher::Config::default()),
-            pods: reflect(api(&client, ns), owned.clone()),
-            jobs: reflect(api(&client, ns), owned.clone()),
-            services: reflect(api(&client, ns), owned),
-            nodes: reflect(Api::all(client.clone()), watcher::Config::default()),
+            sets: reflect(api(&client, ns), watcher::Config::default(), &mut drivers),
+            devices: reflect(api(&client, ns), watcher::Config::default(), &mut drivers),
+            pods: reflect(api(&client, ns), owned.clone(), &mut drivers),
+            jobs: reflect(api(&client, ns), owned.clone(), &mut drivers),
+            services: reflect(api(&client, ns), owned, &mut drivers),
+            nodes: reflect(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                &mut drivers,
+            ),
         };
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance: std::env::var("HOSTNAME").ok(),
+            instance: Some(settings.identity.clone()),
         };
-        Self {
+        let ctx = Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             stores,
@@ -116,7 +129,8 @@ impl Context {
             over_capacity: Mutex::default(),
             attempts: Mutex::default(),
             expected: Mutex::default(),
-        }
+        };
+        (ctx, drivers)
     }
 
     /// Waits until every cache has listed once.
@@ -251,7 +265,17 @@ where
     }
 }
 
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+/// A cache of `api`'s objects; the watch that fills it goes into `drivers`.
+///
+/// These caches are separate from the watches the `Controller`s keep for
+/// their triggers, so a reconcile may read a cache a moment older than its
+/// trigger. The reconcilers therefore look again shortly while anything is
+/// in flight (see `device.rs`, `set.rs`, and docs/controller.md).
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    drivers: &mut Vec<BoxFuture<'static, ()>>,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -265,6 +289,6 @@ where
     let stream = reflector::reflector(writer, watcher(api, config))
         .default_backoff()
         .for_each(|_| async {});
-    tokio::spawn(stream);
+    drivers.push(Box::pin(stream));
     store
 }

@@ -33,6 +33,14 @@ use crate::error::{self, Error};
 use crate::health::{self, Fate};
 use crate::{labels, workloads};
 
+/// How often a Device is looked at again when nothing is happening: a
+/// safety net, since every input is watched.
+pub const SAFETY_NET: Duration = Duration::from_secs(300);
+
+/// How soon a Device is looked at again while broker pods are being
+/// created, deleted or are not yet Ready.
+const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(5);
+
 /// A new Device gets this long to receive its first node entry before it
 /// is called unseen (the agent writes spec and entry in two steps).
 const NEWBORN: Duration = Duration::from_secs(5);
@@ -40,6 +48,9 @@ const NEWBORN: Duration = Duration::from_secs(5);
 /// Reconciles one Device.
 #[instrument(skip_all, fields(device = %device.name_any(), namespace = device.namespace().unwrap_or_default()))]
 pub async fn reconcile(device: Arc<Device>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never decide from caches that have not listed yet (an empty node
+    // cache would make every node look deleted).
+    ctx.wait_synced().await;
     let started = Instant::now();
     let result = reconcile_inner(&device, &ctx).await;
     ctx.metrics
@@ -153,7 +164,8 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         }
         device_service(ctx, device, &set).await?;
     }
-    Ok(wake.map_or_else(Action::await_change, Action::requeue))
+    // Every input is watched; the long requeue is only a safety net.
+    Ok(Action::requeue(wake.unwrap_or(SAFETY_NET)))
 }
 
 /// Removes `node`'s entry by applying an empty list as that node's agent's
@@ -339,7 +351,19 @@ async fn brokers(
             ),
         );
     }
-    Ok(plan.retry_after)
+    // The pod cache is a separate watch from the trigger: while anything is
+    // in flight, look again soon rather than trust that a later event will
+    // come (it may already have come, ahead of the cache).
+    let in_flight = !plan.create.is_empty()
+        || !plan.delete.is_empty()
+        || pods
+            .iter()
+            .any(|p| !is_ready(p) && p.metadata.deletion_timestamp.is_none());
+    let soon = in_flight.then_some(IN_FLIGHT_RECHECK);
+    Ok(match (plan.retry_after, soon) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 fn is_ready(pod: &Pod) -> bool {

@@ -79,10 +79,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         identity,
         lease_duration,
     } = args;
-    let identity = identity.unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "ambit-controller".into());
-        format!("{host}-{:08x}", fastrand::u32(..))
-    });
+    // In a cluster the pod name comes from the downward API (AMBIT_POD_NAME).
+    let identity =
+        identity.unwrap_or_else(|| format!("ambit-controller-{:08x}", fastrand::u32(..)));
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let (ready, ready_rx) = watch::channel(false);
@@ -112,6 +111,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let settings = Settings {
         namespace,
         not_ready_toleration: node_not_ready_toleration,
+        identity: identity.clone(),
     };
     let mut active: Option<tokio::task::JoinHandle<()>> = None;
     let stop = ambit_telemetry::shutdown_signal();
@@ -163,9 +163,14 @@ pub async fn run(args: Args) -> Result<(), Error> {
 
 /// Runs both controllers until aborted.
 async fn controllers(client: Client, settings: Settings, metrics: metrics::Metrics) {
-    let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
-    ctx.wait_synced().await;
-    info!("caches synced");
+    let (ctx, drivers) = Context::new(client.clone(), settings.clone(), metrics);
+    let ctx = Arc::new(ctx);
+    let drivers = futures::future::join_all(drivers);
+    tokio::pin!(drivers);
+    tokio::select! {
+        () = ctx.wait_synced() => info!("caches synced"),
+        _ = &mut drivers => return,
+    }
     let ns = settings.namespace.as_deref();
     let owned = || watcher::Config::default().labels(labels::SET);
 
@@ -230,7 +235,7 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
         .run(set::reconcile, set::error_policy, ctx)
         .for_each(|_| async {});
 
-    futures::join!(device_controller, set_controller);
+    futures::join!(drivers, device_controller, set_controller);
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -3,7 +3,7 @@
 //! is watched (the set, its Devices, its pods), so it only waits for changes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::DeviceSet;
 use kube::api::{Patch, PatchParams};
@@ -14,7 +14,7 @@ use serde_json::json;
 use tracing::{instrument, warn};
 
 use crate::context::{Context, MANAGER};
-use crate::device::{apply_service, delete_service};
+use crate::device::{SAFETY_NET, apply_service, delete_service};
 use crate::error::{self, Error};
 use crate::metrics::PHASES;
 use crate::summary::{self, Counts};
@@ -23,6 +23,9 @@ use crate::{labels, workloads};
 /// Reconciles one DeviceSet.
 #[instrument(skip_all, fields(set = %set.name_any(), namespace = set.namespace().unwrap_or_default()))]
 pub async fn reconcile(set: Arc<DeviceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never decide from caches that have not listed yet (an empty node
+    // cache would make every node look deleted).
+    ctx.wait_synced().await;
     let started = Instant::now();
     let result = reconcile_inner(&set, &ctx).await;
     ctx.metrics
@@ -150,5 +153,11 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
             }
         }
     }
-    Ok(Action::await_change())
+    // The pod and Device caches are separate watches from the trigger:
+    // until every broker is ready, look again soon rather than trust that a
+    // later event will come. Otherwise the long requeue is a safety net.
+    if counts.ready_brokers < counts.wanted_brokers {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    Ok(Action::requeue(SAFETY_NET))
 }

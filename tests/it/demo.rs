@@ -20,7 +20,16 @@ fn the_demo_converges_and_prints_its_table() {
         "it says how to point kubectl at it:\n{stdout}"
     );
     assert!(stdout.contains("Converged"), "{stdout}");
-    for expected in ["echo-sensors", "usb-cameras", "Running", "True (Ready)"] {
+    for expected in [
+        "echo-sensors",
+        "usb-cameras",
+        "plcs",
+        "ble-thermometers",
+        "tcp://127.0.0.1:",
+        "ble://",
+        "Running",
+        "True (Ready)",
+    ] {
         assert!(
             stdout.contains(expected),
             "missing {expected:?} in:\n{stdout}"

@@ -24,15 +24,45 @@ pub struct Agent {
     namespace: String,
     binary: PathBuf,
     kubeconfig: PathBuf,
+    extra_env: Vec<(String, String)>,
     process: Option<Process>,
     starts: usize,
 }
 
 impl Agent {
+    /// Like [`Agent::start`], with more environment variables (for handlers
+    /// that read theirs, such as `DBUS_SYSTEM_BUS_ADDRESS`).
+    pub fn start_with_env(
+        control_plane: &ControlPlane,
+        binary: &Path,
+        node: &str,
+        namespace: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut agent = Self::prepare(control_plane, binary, node, namespace)?;
+        agent.extra_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        agent.spawn(control_plane)?;
+        Ok(agent)
+    }
+
     /// Starts `binary` (the `ambit-agent` executable) as the agent of
     /// `node`, serving only DeviceSets in `namespace` (tests share one
     /// control plane, and run in parallel).
     pub fn start(
+        control_plane: &ControlPlane,
+        binary: &Path,
+        node: &str,
+        namespace: &str,
+    ) -> anyhow::Result<Self> {
+        let mut agent = Self::prepare(control_plane, binary, node, namespace)?;
+        agent.spawn(control_plane)?;
+        Ok(agent)
+    }
+
+    fn prepare(
         control_plane: &ControlPlane,
         binary: &Path,
         node: &str,
@@ -43,7 +73,7 @@ impl Agent {
         let echo_dir = root.join("echo");
         std::fs::create_dir_all(&socket_dir)?;
         std::fs::create_dir_all(&echo_dir)?;
-        let mut agent = Self {
+        Ok(Self {
             node: node.to_owned(),
             socket_dir,
             echo_dir,
@@ -51,11 +81,10 @@ impl Agent {
             namespace: namespace.to_owned(),
             binary: binary.to_owned(),
             kubeconfig: control_plane.kubeconfig.clone(),
+            extra_env: vec![],
             process: None,
             starts: 0,
-        };
-        agent.spawn(control_plane)?;
-        Ok(agent)
+        })
     }
 
     fn spawn(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
@@ -72,7 +101,8 @@ impl Agent {
             .env(
                 "AMBIT_METRICS_ADDR",
                 format!("127.0.0.1:{}", self.metrics_port),
-            );
+            )
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         self.starts += 1;
         let name = format!("agent-{}-{}", self.node, self.starts);
         self.process = Some(control_plane.spawn_process(&name, cmd)?);

@@ -2,13 +2,15 @@
 //! controller, and a live view of devices and brokers appearing.
 //!
 //! ```text
-//!  control plane + N KWOK nodes ── agent per node ── controller
-//!        └── examples/debug-echo/*.yaml applied ──► Devices ──► broker pods (Running via KWOK)
+//!  simulated PLC (pymodbus, 127.0.0.1) ─┐   mocked BLE sensors (dbusmock, private D-Bus) ─┐
+//!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, bluetooth) ── controller
+//!        └── examples/{debug-echo,modbus,bluetooth}/*.yaml applied ──► Devices ──► broker pods
 //! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
@@ -18,6 +20,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::agents::Agent;
 use crate::controllers::Controller;
+use crate::process::Process;
 use crate::{ControlPlane, nodes};
 
 /// The namespace the demo applies its DeviceSets to.
@@ -32,16 +35,79 @@ pub struct Demo {
     pub agents: Vec<Agent>,
     /// The controller.
     pub controller: Controller,
+    /// The simulated devices.
+    pub simulators: Simulators,
+}
+
+/// Simulated devices that speak real protocols.
+#[derive(Debug)]
+pub struct Simulators {
+    /// The simulated Modbus PLC's port on 127.0.0.1 (units 1 and 2).
+    pub plc_port: u16,
+    /// The private D-Bus bus where the mocked BLE sensors advertise.
+    pub ble_bus: String,
+    _plc: Process,
+    _ble: Process,
+}
+
+impl Simulators {
+    /// Starts a pymodbus PLC and two mocked BLE thermometers, and waits until
+    /// both serve.
+    pub async fn start(control_plane: &ControlPlane, examples_dir: &Path) -> anyhow::Result<Self> {
+        let plc_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut plc = Command::new("python3");
+        plc.arg(examples_dir.join("modbus/plc-simulator.py")).args([
+            "--port",
+            &plc_port.to_string(),
+            "--unit",
+            "1",
+            "--unit",
+            "2",
+        ]);
+        let plc = control_plane.spawn_process("plc-simulator", plc)?;
+
+        let socket = control_plane.dir.join("ble-bus.sock");
+        let mut ble = Command::new(examples_dir.join("bluetooth/mock-sensor.sh"));
+        ble.args(["--sensors", "2", "--socket"]).arg(&socket);
+        let ble = control_plane.spawn_process("ble-sensors", ble)?;
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut plc_ready = false;
+        while !(plc_ready && socket.exists()) {
+            plc_ready = plc_ready
+                || tokio::net::TcpStream::connect(("127.0.0.1", plc_port))
+                    .await
+                    .is_ok();
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the simulators did not start (run `make setup`):\n{}\n{}",
+                    crate::process::tail(plc.log(), 20),
+                    crate::process::tail(ble.log(), 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ble_bus = format!("unix:path={}", socket.display());
+        Ok(Self {
+            plc_port,
+            ble_bus,
+            _plc: plc,
+            _ble: ble,
+        })
+    }
 }
 
 impl Demo {
-    /// Starts everything: `nodes` KWOK nodes with an agent each, the
-    /// controller (binaries found in `bin_dir`), and applies every
-    /// DeviceSet manifest in `examples`.
-    pub async fn start(bin_dir: &Path, nodes: usize, examples: &[PathBuf]) -> anyhow::Result<Self> {
+    /// Starts everything: the simulated devices, `nodes` KWOK nodes with an
+    /// agent each, the controller (binaries found in `bin_dir`), and applies
+    /// the example DeviceSets of `examples_dir`.
+    pub async fn start(bin_dir: &Path, nodes: usize, examples_dir: &Path) -> anyhow::Result<Self> {
         let control_plane = ControlPlane::start().await?;
         let client = control_plane.client().await?;
         crate::crds::install(&client).await?;
+        let simulators = Simulators::start(&control_plane, examples_dir).await?;
         let names = nodes::create(&client, "demo-node", nodes, &[]).await?;
         let mut agents = vec![];
         let agent = bin_dir.join("ambit-agent");
@@ -50,8 +116,15 @@ impl Demo {
             "{} is missing: run `cargo build --workspace --bins` first",
             agent.display()
         );
+        let env = [("DBUS_SYSTEM_BUS_ADDRESS", simulators.ble_bus.as_str())];
         for name in &names {
-            agents.push(Agent::start(&control_plane, &agent, name, NAMESPACE)?);
+            agents.push(Agent::start_with_env(
+                &control_plane,
+                &agent,
+                name,
+                NAMESPACE,
+                &env,
+            )?);
         }
         let controller = Controller::start(
             &control_plane,
@@ -59,13 +132,30 @@ impl Demo {
             NAMESPACE,
             "demo",
         )?;
-        for path in examples {
-            apply(&client, path).await?;
+        for example in [
+            "debug-echo/deviceset.yaml",
+            "debug-echo/local-cameras.yaml",
+            "bluetooth/thermometers.yaml",
+        ] {
+            apply(
+                &client,
+                &std::fs::read_to_string(examples_dir.join(example))?,
+            )
+            .await?;
         }
+        // The example PLC set points at port 5020; the simulator got a free port.
+        let plcs = std::fs::read_to_string(examples_dir.join("modbus/plc.yaml"))?;
+        let port = simulators.plc_port;
+        apply(
+            &client,
+            &plcs.replace("ports: [5020]", &format!("ports: [{port}]")),
+        )
+        .await?;
         Ok(Self {
             control_plane,
             agents,
             controller,
+            simulators,
         })
     }
 
@@ -157,11 +247,9 @@ impl Demo {
     }
 }
 
-/// Server-side applies every object of a (multi-document) YAML file.
-async fn apply(client: &Client, path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+/// Server-side applies every DeviceSet of a (multi-document) YAML text.
+async fn apply(client: &Client, text: &str) -> anyhow::Result<()> {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         let set: DeviceSet = serde::Deserialize::deserialize(document)?;
         let api: Api<DeviceSet> = Api::namespaced(client.clone(), NAMESPACE);
         api.patch(
@@ -199,7 +287,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
 pub async fn run(
     bin_dir: &Path,
     nodes: usize,
-    examples: &[PathBuf],
+    examples_dir: &Path,
     until_converged: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -207,9 +295,10 @@ pub async fn run(
     let mut out = std::io::stdout();
     writeln!(
         out,
-        "Starting a local control plane with {nodes} KWOK nodes, an agent per node and the controller..."
+        "Starting a local control plane with {nodes} KWOK nodes, an agent per node, the controller,\n\
+         a simulated Modbus PLC and two mocked Bluetooth LE thermometers..."
     )?;
-    let demo = Demo::start(bin_dir, nodes, examples).await?;
+    let demo = Demo::start(bin_dir, nodes, examples_dir).await?;
     let client = demo.control_plane.client().await?;
     writeln!(
         out,

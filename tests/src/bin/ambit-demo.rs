@@ -23,16 +23,11 @@ async fn main() -> anyhow::Result<()> {
     let bin_dir = exe
         .parent()
         .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?;
-    let examples_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/debug-echo");
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(&examples_dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    examples.sort();
+    let examples_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     ambit_tests::demo::run(
         bin_dir,
         nodes,
-        &examples,
+        &examples_dir,
         until_converged,
         Duration::from_secs(120),
     )

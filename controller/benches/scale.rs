@@ -1,0 +1,278 @@
+//! The controller at scale (issue 4 §4), on a real control plane with KWOK
+//! nodes and the real scheduler: `cargo bench -p ambit-controller --bench scale`.
+//!
+//! 10,000 local Devices over 100 KWOK nodes (100 per node), each with an
+//! entry for its node, written directly (as agents would) BEFORE the
+//! controller starts; a DeviceSet with a pod broker, capacity 1. Then the
+//! controller (release build) starts, and the clock runs until every broker
+//! pod is Running (seen through a watch). Reported: that time, the
+//! controller's memory (VmRSS, VmHWM) and CPU, API requests per Device by
+//! verb and resource (kube-apiserver's `apiserver_request_total`, before and
+//! after; the scheduler's bindings and KWOK's status updates show under
+//! their own resources), and the writes during a quiet window after.
+//!
+//! | variable | default | |
+//! |---|---|---|
+//! | `AMBIT_BENCH_NODES` | 100 | KWOK nodes |
+//! | `AMBIT_BENCH_DEVICES_PER_NODE` | 100 | local Devices per node |
+//! | `AMBIT_BENCH_QUIET_SECS` | 60 | the steady-state window |
+//!
+//! Under `cargo test` (no `--bench` argument) it only says how to run it.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_tests::ControlPlane;
+use ambit_tests::controllers::Controller;
+use ambit_tests::metrics::{ApiRequests, CpuTime, Memory};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+const CONTROLLER: &str = env!("CARGO_BIN_EXE_ambit-controller");
+const NAMESPACE: &str = "bench";
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
+}
+
+fn env_or(name: &str, default: u64) -> anyhow::Result<u64> {
+    std::env::var(name).map_or(Ok(default), |v| {
+        v.parse().map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}"))
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        say!("scale: a benchmark; run it with `cargo bench -p ambit-controller --bench scale`");
+        return Ok(());
+    }
+    let nodes = usize::try_from(env_or("AMBIT_BENCH_NODES", 100)?)?;
+    let per_node = usize::try_from(env_or("AMBIT_BENCH_DEVICES_PER_NODE", 100)?)?;
+    let quiet = Duration::from_secs(env_or("AMBIT_BENCH_QUIET_SECS", 60)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(Box::pin(bench(nodes, per_node, quiet)))
+}
+
+async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result<()> {
+    let devices = nodes * per_node;
+    say!("# ambit-controller scale benchmark");
+    say!(
+        "machine: {} cores; Kubernetes {} (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK {}); controller: release build",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        ambit_tests::binaries::KUBERNETES_VERSION,
+        ambit_tests::binaries::KWOK_VERSION
+    );
+    say!(
+        "load: {devices} local Devices over {nodes} KWOK nodes, pod broker, capacity 1 → {devices} broker pods"
+    );
+
+    let cp = ControlPlane::start().await?;
+    let client = cp.client().await?;
+    ambit_tests::crds::install(&client).await?;
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let node_names = ambit_tests::nodes::create(&client, "bench-node", nodes, &[]).await?;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    ambit_tests::wait::until(
+        &accounts,
+        "default",
+        Duration::from_secs(60),
+        "the default ServiceAccount",
+        |sa: Option<&_>| sa.is_some(),
+    )
+    .await?;
+
+    let set = write_set(&client).await?;
+    let started = Instant::now();
+    write_devices(&client, &set, &node_names, per_node).await?;
+    say!(
+        "setup: {devices} Devices with node entries written in {:.1?} (not measured)",
+        started.elapsed()
+    );
+
+    // The clock starts when the controller starts; the Devices exist.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let before = ApiRequests::scrape(&client).await?;
+    let t0 = Instant::now();
+    let controller = Controller::start(&cp, CONTROLLER.as_ref(), NAMESPACE, "bench")?;
+    let pid = controller
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the controller is not running"))?;
+    let cpu0 = CpuTime::of(pid)?;
+    let converged = running_pods(&pods, devices, Duration::from_secs(1800)).await?;
+    let cpu = CpuTime::of(pid)?;
+    let memory = Memory::of(pid)?;
+    tokio::time::sleep(Duration::from_secs(5)).await; // let the last status writes land
+    let after = ApiRequests::scrape(&client).await?;
+    let load = after.since(&before);
+
+    say!("\n## convergence (controller start → {devices} broker pods Running)");
+    say!("time: {converged:.1?}");
+    say!(
+        "controller CPU over it: {:.1?} ({:.0}% of one core)",
+        cpu.0.saturating_sub(cpu0.0),
+        cpu.percent_since(&cpu0, t0.elapsed())
+    );
+    say!(
+        "controller memory: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(memory.rss),
+        mib(memory.hwm)
+    );
+    say!("\n## API requests per Device during convergence (all clients; by verb and resource)");
+    report(&load, devices);
+
+    say!("\n## steady state: {quiet:?} with nothing changing");
+    let quiet_before = ApiRequests::scrape(&client).await?;
+    let quiet_cpu0 = CpuTime::of(pid)?;
+    tokio::time::sleep(quiet).await;
+    let quiet_delta = ApiRequests::scrape(&client).await?.since(&quiet_before);
+    let writes = quiet_delta.filter(|k| {
+        !k.is_read()
+            && (k.group == "ambit.dev"
+                || k.resource.starts_with("pods")
+                || k.resource == "events"
+                || k.resource == "services"
+                || k.resource == "jobs")
+    });
+    say!(
+        "writes to Ambit's objects, pods, Services, Jobs and Events: {}",
+        writes.sum(|_| true)
+    );
+    report(&writes, 1);
+    say!(
+        "controller CPU: {:.1}% of one core; VmRSS {:.1} MiB",
+        CpuTime::of(pid)?.percent_since(&quiet_cpu0, quiet),
+        mib(Memory::of(pid)?.rss)
+    );
+    drop(controller);
+    cp.shutdown();
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn report(delta: &ApiRequests, per: usize) {
+    for (key, count) in &delta.0 {
+        if *count > 0.0 && !key.is_read() {
+            say!(
+                "  {key:<45} {count:>8.0}  {:>7.3} per Device",
+                count / per as f64
+            );
+        }
+    }
+    let reads: f64 = delta.sum(|k| k.is_read()) + 0.0;
+    say!("  (reads: {reads:.0} in all)");
+}
+
+async fn write_set(client: &Client) -> anyhow::Result<DeviceSet> {
+    let set: DeviceSet = serde_json::from_value(json!({
+        "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
+        "metadata": { "name": "bench", "namespace": NAMESPACE },
+        "spec": {
+            "discovery": { "handler": "debug-echo", "gracePeriodSeconds": 3600 },
+            "capacity": 1,
+            "broker": { "pod": { "containers": [{ "name": "broker", "image": "example/broker:1" }] } },
+        },
+    }))?;
+    Ok(Api::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &set)
+        .await?)
+}
+
+/// Writes the Devices as agents would: the object, then the node's entry.
+async fn write_devices(
+    client: &Client,
+    set: &DeviceSet,
+    nodes: &[String],
+    per_node: usize,
+) -> anyhow::Result<()> {
+    let api: Api<Device> = Api::namespaced(client.clone(), NAMESPACE);
+    let owner = json!([{
+        "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet", "name": set.name_any(),
+        "uid": set.uid().unwrap_or_default(), "controller": true,
+    }]);
+    let work: Vec<(String, usize)> = nodes
+        .iter()
+        .flat_map(|n| (0..per_node).map(move |i| (n.clone(), i)))
+        .collect();
+    stream::iter(work)
+        .map(|(node, i)| {
+            let api = api.clone();
+            let owner = owner.clone();
+            async move {
+                let id = format!("dev-{i}");
+                let name = ambit_crds::names::device_name("bench", &id, Some(&node));
+                let manager = PatchParams::apply(&format!("ambit-agent/{node}")).force();
+                let device = json!({
+                    "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
+                    "metadata": { "name": name, "ownerReferences": owner },
+                    "spec": { "deviceSet": "bench", "id": id, "shared": false, "node": node, "capacity": 1 },
+                });
+                api.patch(&name, &manager, &Patch::Apply(&device)).await?;
+                let entry = json!({
+                    "apiVersion": "ambit.dev/v1alpha1", "kind": "Device", "metadata": { "name": name },
+                    "status": { "nodes": [{ "node": node, "since": "2026-01-01T00:00:00Z" }] },
+                });
+                api.patch_status(&name, &manager, &Patch::Apply(&entry)).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Watches pods until `want` of them are Running; returns how long it took.
+async fn running_pods(api: &Api<Pod>, want: usize, timeout: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut running: BTreeSet<String> = BTreeSet::new();
+    let mut last_report = Instant::now();
+    let events = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let mut events = std::pin::pin!(events);
+    let wait = async {
+        while let Some(pod) = events.try_next().await? {
+            let is_running = pod.status.as_ref().and_then(|s| s.phase.as_deref())
+                == Some("Running")
+                && pod.metadata.deletion_timestamp.is_none();
+            if is_running {
+                running.insert(pod.name_any());
+            } else {
+                running.remove(&pod.name_any());
+            }
+            if last_report.elapsed() > Duration::from_secs(10) {
+                say!(
+                    "  … {} pods Running after {:.0?}",
+                    running.len(),
+                    started.elapsed()
+                );
+                last_report = Instant::now();
+            }
+            if running.len() >= want {
+                return anyhow::Ok(started.elapsed());
+            }
+        }
+        anyhow::bail!("the pod watch ended")
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| anyhow::anyhow!("not converged within {timeout:?}"))?
+}

@@ -3,7 +3,7 @@
 //! controller keeps (failure backoff per broker, retry counts per object).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
@@ -13,13 +13,14 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::health::{self, NodeHealth};
+use crate::index::{Index, KeyFn};
 use crate::labels;
 use crate::metrics::Metrics;
 
@@ -51,12 +52,34 @@ pub struct Stores {
     pub nodes: Store<Node>,
 }
 
+/// Lookups over the caches (see [`crate::index`]).
+#[derive(Debug, Default)]
+pub struct Indexes {
+    /// Broker pods by the uid of the Device that owns them.
+    pub pods_by_owner: Index,
+    /// Broker pods by `namespace/set`.
+    pub pods_by_set: Index,
+    /// Devices by `namespace/set`.
+    pub devices_by_set: Index,
+}
+
 /// Shared by every reconcile.
 pub struct Context {
     /// The API client.
     pub client: Client,
     /// What the reconcilers read.
     pub stores: Stores,
+    /// Lookups over the caches.
+    pub indexes: Arc<Indexes>,
+    /// Per object uid: a fingerprint of what its last reconcile read, to
+    /// tell a reconcile that saw news (look again soon: the caches may lag
+    /// the trigger) from one that saw nothing new (rest).
+    pub seen: Mutex<HashMap<String, u64>>,
+    /// Per Device uid: the conditions last written, and when (a cache that
+    /// lags its own writes must not cause them again).
+    pub written: Mutex<HashMap<String, (String, Instant)>>,
+    /// Per DeviceSet: when its status was last written, to pace writes.
+    pub status_written: Mutex<HashMap<String, Instant>>,
     /// Publishes Events.
     pub recorder: Recorder,
     /// The controller's metrics.
@@ -103,17 +126,39 @@ impl Context {
         let mut drivers = vec![];
         let ns = settings.namespace.as_deref();
         let owned = watcher::Config::default().labels(labels::SET);
+        let indexes = Arc::new(Indexes::default());
+        let all = watcher::Config::default;
+        let by_owner: KeyFn<Pod> = |p| p.owner_references().first().map(|o| o.uid.clone());
+        let pod_set: KeyFn<Pod> = |p| {
+            Some(format!(
+                "{}/{}",
+                p.namespace()?,
+                p.labels().get(labels::SET)?
+            ))
+        };
+        let device_set: KeyFn<Device> =
+            |d| Some(format!("{}/{}", d.namespace()?, d.spec.device_set));
+        let i = &indexes;
         let stores = Stores {
-            sets: reflect(api(&client, ns), watcher::Config::default(), &mut drivers),
-            devices: reflect(api(&client, ns), watcher::Config::default(), &mut drivers),
-            pods: reflect(api(&client, ns), owned.clone(), &mut drivers),
-            jobs: reflect(api(&client, ns), owned.clone(), &mut drivers),
-            services: reflect(api(&client, ns), owned, &mut drivers),
-            nodes: reflect(
-                Api::all(client.clone()),
-                watcher::Config::default(),
+            sets: reflect(api(&client, ns), all(), &mut drivers, vec![]),
+            devices: reflect(
+                api(&client, ns),
+                all(),
                 &mut drivers,
+                vec![(i.clone(), |x| &x.devices_by_set, device_set)],
             ),
+            pods: reflect(
+                api(&client, ns),
+                owned.clone(),
+                &mut drivers,
+                vec![
+                    (i.clone(), |x| &x.pods_by_owner, by_owner),
+                    (i.clone(), |x| &x.pods_by_set, pod_set),
+                ],
+            ),
+            jobs: reflect(api(&client, ns), owned.clone(), &mut drivers, vec![]),
+            services: reflect(api(&client, ns), owned, &mut drivers, vec![]),
+            nodes: reflect(Api::all(client.clone()), all(), &mut drivers, vec![]),
         };
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -123,6 +168,10 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             stores,
+            indexes,
+            seen: Mutex::default(),
+            written: Mutex::default(),
+            status_written: Mutex::default(),
             metrics,
             settings,
             failures: Mutex::default(),
@@ -144,6 +193,51 @@ impl Context {
             s.services.wait_until_ready(),
             s.nodes.wait_until_ready(),
         );
+    }
+
+    /// The cached objects of `store` named (`namespace/name`) by `names`.
+    pub fn lookup<K>(store: &Store<K>, names: &[String]) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone,
+    {
+        names
+            .iter()
+            .filter_map(|n| {
+                let (ns, name) = crate::index::split(n);
+                store.get(&ObjectRef::new(name).within(ns))
+            })
+            .collect()
+    }
+
+    /// Records what a reconcile of `uid` read; returns whether it differs
+    /// from what the previous reconcile read.
+    pub fn news(&self, uid: &str, fingerprint: u64) -> bool {
+        lock(&self.seen).insert(uid.to_owned(), fingerprint) != Some(fingerprint)
+    }
+
+    /// Whether to write `summary` for the object `uid`: not when the same
+    /// was written less than 30 s ago (the cache may not show it yet).
+    pub fn should_write(&self, uid: &str, summary: &str) -> bool {
+        let written = lock(&self.written);
+        !matches!(written.get(uid), Some((last, at)) if last == summary && at.elapsed() < Duration::from_secs(30))
+    }
+
+    /// Records that `summary` was written for the object `uid`.
+    pub fn wrote(&self, uid: &str, summary: String) {
+        lock(&self.written).insert(uid.to_owned(), (summary, Instant::now()));
+    }
+
+    /// Whether the status of `set` may be written now (at most once per
+    /// `every`); if not, how long to wait.
+    pub fn pace_status(&self, set: &str, every: Duration) -> Option<Duration> {
+        let mut written = lock(&self.status_written);
+        match written.get(set) {
+            Some(at) if at.elapsed() < every => Some(every - at.elapsed()),
+            _ => {
+                written.insert(set.to_owned(), Instant::now());
+                None
+            }
+        }
     }
 
     /// Every node's health, by name.
@@ -271,10 +365,14 @@ where
 /// their triggers, so a reconcile may read a cache a moment older than its
 /// trigger. The reconcilers therefore look again shortly while anything is
 /// in flight (see `device.rs`, `set.rs`, and docs/controller.md).
+/// Which index of [`Indexes`] an entry updates, and how it keys objects.
+type IndexEntry<K> = (Arc<Indexes>, fn(&Indexes) -> &Index, KeyFn<K>);
+
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     drivers: &mut Vec<BoxFuture<'static, ()>>,
+    indexes: Vec<IndexEntry<K>>,
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -286,9 +384,18 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
+    // Managed fields are most of an object's size and never read here.
+    let objects = watcher(api, config).modify(|object| object.meta_mut().managed_fields = None);
+    let stream = reflector::reflector(writer, objects)
         .default_backoff()
-        .for_each(|_| async {});
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                for (indexes, which, key) in &indexes {
+                    which(indexes).apply(&event, *key);
+                }
+            }
+            futures::future::ready(())
+        });
     drivers.push(Box::pin(stream));
     store
 }

@@ -37,9 +37,9 @@ use crate::{labels, workloads};
 /// safety net, since every input is watched.
 pub const SAFETY_NET: Duration = Duration::from_secs(300);
 
-/// How soon a Device is looked at again while broker pods are being
-/// created, deleted or are not yet Ready.
-const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(5);
+/// How soon a Device (or DeviceSet) is looked at again after a reconcile
+/// that saw news or acted: long enough for the caches to catch up.
+pub const RECHECK: Duration = Duration::from_secs(2);
 
 /// A new Device gets this long to receive its first node entry before it
 /// is called unseen (the agent writes spec and entry in two steps).
@@ -128,8 +128,18 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default();
-        if conditions::set_condition(&mut conditions, health::available(device, seen_by)) {
+        let available = health::available(device, seen_by);
+        let summary = format!(
+            "{}/{}/{}/{:?}",
+            available.status, available.reason, available.message, available.observed_generation
+        );
+        // The cached Device may not show a write made a moment ago: do not
+        // write the same condition again until the cache has had time.
+        if conditions::set_condition(&mut conditions, available)
+            && ctx.should_write(&device.uid().unwrap_or_default(), &summary)
+        {
             write_conditions(ctx, &namespace, &name, &conditions).await?;
+            ctx.wrote(&device.uid().unwrap_or_default(), summary);
         }
         match health::fate(
             current.as_ref(),
@@ -259,14 +269,8 @@ async fn brokers(
         return Ok(None);
     };
 
-    let owned: Vec<Arc<Pod>> = ctx
-        .stores
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(&namespace))
-        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
+    let owned: Vec<Arc<Pod>> =
+        Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_owner.get(&uid));
     for pod in &owned {
         if is_ready(pod)
             && let Some(node) = brokers::node_of(pod)
@@ -351,15 +355,18 @@ async fn brokers(
             ),
         );
     }
-    // The pod cache is a separate watch from the trigger: while anything is
-    // in flight, look again soon rather than trust that a later event will
-    // come (it may already have come, ahead of the cache).
-    let in_flight = !plan.create.is_empty()
-        || !plan.delete.is_empty()
-        || pods
-            .iter()
-            .any(|p| !is_ready(p) && p.metadata.deletion_timestamp.is_none());
-    let soon = in_flight.then_some(IN_FLIGHT_RECHECK);
+    // The pod cache is a separate watch from the trigger: when this
+    // reconcile saw news, or acted, look again soon rather than trust that a
+    // later event will come (it may have come already, ahead of the cache).
+    // A look that sees nothing new rests.
+    let fingerprint = labels::fingerprint(
+        labels::version_of(device)
+            .into_iter()
+            .chain(pods.iter().flat_map(|p| labels::version_of(*p))),
+    );
+    let news = ctx.news(&uid, fingerprint);
+    let acted = !plan.create.is_empty() || !plan.delete.is_empty();
+    let soon = (news || acted).then_some(RECHECK);
     Ok(match (plan.retry_after, soon) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -18,6 +18,7 @@ mod context;
 mod device;
 mod error;
 mod health;
+mod index;
 mod labels;
 mod metrics;
 mod set;
@@ -174,7 +175,7 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
     let ns = settings.namespace.as_deref();
     let owned = || watcher::Config::default().labels(labels::SET);
 
-    let devices_of_set = ctx.stores.devices.clone();
+    let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
     let devices_of_node = ctx.stores.devices.clone();
     let device_controller = Controller::new(api::<Device>(&client, ns), watcher::Config::default())
         .owns(api::<Pod>(&client, ns), owned())
@@ -184,12 +185,9 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
             api::<DeviceSet>(&client, ns),
             watcher::Config::default(),
             move |set: DeviceSet| {
-                let namespace = set.namespace();
-                let name = set.name_any();
-                devices_of_set
-                    .state()
-                    .into_iter()
-                    .filter(|d| d.namespace() == namespace && d.spec.device_set == name)
+                let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
+                Context::lookup(&devices_of_set, &index.devices_by_set.get(&key))
+                    .iter()
                     .map(|d| ObjectRef::from_obj(d.as_ref()))
                     .collect::<Vec<_>>()
             },

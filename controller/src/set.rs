@@ -14,7 +14,7 @@ use serde_json::json;
 use tracing::{instrument, warn};
 
 use crate::context::{Context, MANAGER};
-use crate::device::{SAFETY_NET, apply_service, delete_service};
+use crate::device::{RECHECK, SAFETY_NET, apply_service, delete_service};
 use crate::error::{self, Error};
 use crate::metrics::PHASES;
 use crate::summary::{self, Counts};
@@ -53,24 +53,21 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
 
-    let devices: Vec<_> = ctx
-        .stores
-        .devices
-        .state()
+    let key = format!("{namespace}/{name}");
+    let devices = Context::lookup(&ctx.stores.devices, &ctx.indexes.devices_by_set.get(&key));
+    let pods: Vec<_> = Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_set.get(&key))
         .into_iter()
-        .filter(|d| d.namespace().as_deref() == Some(&namespace) && d.spec.device_set == name)
-        .collect();
-    let pods: Vec<_> = ctx
-        .stores
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(&namespace)
-                && p.labels().get(labels::SET) == Some(&name)
-        })
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
+    // What this reconcile read: news means look again soon (the caches are
+    // separate watches from the trigger and may lag it).
+    let fingerprint = labels::fingerprint(
+        labels::version_of(set)
+            .into_iter()
+            .chain(devices.iter().flat_map(|d| labels::version_of(d.as_ref())))
+            .chain(pods.iter().flat_map(|p| labels::version_of(p.as_ref()))),
+    );
+    let news = ctx.news(&set.uid().unwrap_or_default(), fingerprint);
 
     let mut phases = [0i64; PHASES.len()];
     let mut ready = 0;
@@ -111,7 +108,16 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         ready_brokers: ready,
         wanted_brokers: wanted,
     };
-    if let Some(status) = summary::status(set, counts) {
+    let mut wake = news.then_some(RECHECK);
+    let status = summary::status(set, counts);
+    // Many brokers becoming ready one by one would rewrite the status as
+    // often: write it at most once a second.
+    let paced = status
+        .as_ref()
+        .and_then(|_| ctx.pace_status(&key, Duration::from_secs(1)));
+    if let Some(wait) = paced {
+        wake = Some(wait);
+    } else if let Some(status) = status {
         let api: Api<DeviceSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = json!({
             "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
@@ -153,11 +159,5 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
             }
         }
     }
-    // The pod and Device caches are separate watches from the trigger:
-    // until every broker is ready, look again soon rather than trust that a
-    // later event will come. Otherwise the long requeue is a safety net.
-    if counts.ready_brokers < counts.wanted_brokers {
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    }
-    Ok(Action::requeue(SAFETY_NET))
+    Ok(Action::requeue(wake.unwrap_or(SAFETY_NET)))
 }

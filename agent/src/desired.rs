@@ -21,6 +21,22 @@ use crate::tracker::SetKey;
 /// The label that names a Device's DeviceSet (when the name fits a label).
 pub const SET_LABEL: &str = "ambit.dev/device-set";
 
+/// The annotation that carries a hash of a Device's spec, so agents on
+/// other nodes can tell, from a metadata-only watch, that the spec is
+/// already what they would apply.
+pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
+
+/// The hash of a spec, as [`SPEC_HASH`] carries it.
+pub fn spec_hash(spec: &DeviceSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    Sha256::digest(json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// What the agent needs to know about a DeviceSet to write its Devices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetInfo {
@@ -128,11 +144,13 @@ pub fn device_object(name: &str, set: &SetKey, info: &SetInfo, spec: DeviceSpec)
     if set.name.len() <= 63 {
         labels.insert(SET_LABEL.to_owned(), set.name.clone());
     }
+    let annotations = BTreeMap::from([(SPEC_HASH.to_owned(), spec_hash(&spec))]);
     Device {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(set.namespace.clone()),
             labels: Some(labels),
+            annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
                 api_version: DeviceSet::api_version(&()).into_owned(),
                 kind: DeviceSet::kind(&()).into_owned(),

@@ -81,6 +81,16 @@ pub async fn watch_deletions(
                 if let Some(listing) = &mut listing {
                     listing.insert(key.clone());
                 }
+                // What spec the Device has (as its hash): a node that wants
+                // the same spec need not apply it again.
+                if let Some(hash) = meta.annotations().get(crate::desired::SPEC_HASH) {
+                    let input = Input::DeviceSpec {
+                        namespace: key.0.clone(),
+                        name: key.1.clone(),
+                        hash: hash.clone(),
+                    };
+                    let _ = recorder.send(input).await;
+                }
                 known.insert(key);
             }
             watcher::Event::Delete(meta) => {

@@ -70,6 +70,15 @@ pub enum Input {
         /// The set.
         key: SetKey,
     },
+    /// A Device exists with a spec of this hash (from the metadata watch).
+    DeviceSpec {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The hash of its spec (`ambit.dev/spec-hash`).
+        hash: String,
+    },
     /// A Device was deleted (by the controller, GC, or a person).
     DeviceDeleted {
         /// Its namespace.
@@ -127,6 +136,8 @@ pub struct Recorder {
     applied_views: BTreeMap<SetKey, (NodeView, Timestamp)>,
     dirty: BTreeSet<Key>,
     in_flight: BTreeSet<Key>,
+    /// The spec hash each Device has in the API, as the watch last showed.
+    live_specs: BTreeMap<DeviceRef, String>,
     retries: BTreeMap<Key, (u32, Instant)>,
 }
 
@@ -147,6 +158,7 @@ impl Recorder {
             applied_views: BTreeMap::new(),
             dirty: BTreeSet::new(),
             in_flight: BTreeSet::new(),
+            live_specs: BTreeMap::new(),
             retries: BTreeMap::new(),
         };
         let now = Instant::now().into_std();
@@ -269,8 +281,22 @@ impl Recorder {
                 self.set_view(&key, HandlerState::Unavailable, message);
                 self.refresh(&key);
             }
+            Input::DeviceSpec {
+                namespace,
+                name,
+                hash,
+            } => {
+                let key = (namespace, name);
+                if self.live_specs.get(&key) != Some(&hash) {
+                    self.live_specs.insert(key.clone(), hash);
+                    if self.desired.contains_key(&key) {
+                        self.dirty.insert(Key::Device(key));
+                    }
+                }
+            }
             Input::DeviceDeleted { namespace, name } => {
                 let key = (namespace, name);
+                self.live_specs.remove(&key);
                 if self.applied.remove(&key).is_some() {
                     debug!(device = %key.1, "a Device this node recorded was deleted");
                     self.dirty.insert(Key::Device(key));
@@ -401,6 +427,11 @@ impl Recorder {
             .filter(|k| self.retries.get(*k).is_none_or(|(_, at)| *at <= now))
             .cloned()
             .collect();
+        // In random order: agents on many nodes that see the same devices
+        // would otherwise all write the same objects at the same moment,
+        // and conflict.
+        let mut candidates = candidates;
+        fastrand::shuffle(&mut candidates);
         for key in candidates {
             if self.in_flight.len() >= MAX_IN_FLIGHT {
                 break;
@@ -451,6 +482,25 @@ impl Recorder {
             .get(device)
             .map(|(_, a)| a.clone())
             .unwrap_or_default();
+        // Another node may have applied this very spec already.
+        if let Some(d) = desired
+            && applied.spec.as_ref() != Some(&d.spec)
+            && self.live_specs.get(device) == Some(&desired::spec_hash(&d.spec))
+        {
+            let set = d.set.clone();
+            let spec = d.spec.clone();
+            let entry = self
+                .applied
+                .entry(device.clone())
+                .or_insert_with(|| (set, Applied::default()));
+            entry.1.spec = Some(spec);
+        }
+        let applied = self
+            .applied
+            .get(device)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let desired = self.desired.get(device);
         let spec = desired
             .filter(|d| applied.spec.as_ref() != Some(&d.spec))
             .and_then(|d| {

@@ -132,6 +132,19 @@ impl Demo {
             NAMESPACE,
             "demo",
         )?;
+        // Pods cannot be created before the namespace's default ServiceAccount
+        // exists (the controller-manager makes it, a few seconds after start).
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), NAMESPACE);
+        let exists = |sa: Option<&k8s_openapi::api::core::v1::ServiceAccount>| sa.is_some();
+        crate::wait::until(
+            &accounts,
+            "default",
+            Duration::from_secs(60),
+            "the default ServiceAccount",
+            exists,
+        )
+        .await?;
         for example in [
             "debug-echo/deviceset.yaml",
             "debug-echo/local-cameras.yaml",

@@ -28,4 +28,56 @@ pub struct Args {
     /// tests and demos).
     #[arg(long, env = "AMBIT_DEBUG_ECHO_DIR")]
     pub debug_echo_dir: Option<PathBuf>,
+
+    /// How pods get devices: the kubelet's sockets and the CDI directory.
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Where the kubelet and the container runtime look for what the agent
+/// offers pods. An empty value switches that part off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccessArgs {
+    /// The kubelet's device-plugin directory (its `kubelet.sock` and the
+    /// plugins' sockets); empty: no device plugins.
+    #[arg(
+        long,
+        env = "AMBIT_DEVICE_PLUGIN_DIR",
+        default_value = "/var/lib/kubelet/device-plugins"
+    )]
+    pub device_plugin_dir: PathBuf,
+
+    /// The kubelet's pod-resources socket, to learn which pods hold which
+    /// slots; empty: slots are only freed when their Device goes.
+    #[arg(
+        long,
+        env = "AMBIT_POD_RESOURCES_SOCKET",
+        default_value = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    )]
+    pub pod_resources_socket: PathBuf,
+
+    /// The kubelet's plugin-registration directory, where the DRA plugin
+    /// announces itself; empty: no DRA kubelet plugin.
+    #[arg(
+        long,
+        env = "AMBIT_PLUGINS_REGISTRY_DIR",
+        default_value = "/var/lib/kubelet/plugins_registry"
+    )]
+    pub plugins_registry_dir: PathBuf,
+
+    /// Where the DRA plugin serves its socket for the kubelet.
+    #[arg(
+        long,
+        env = "AMBIT_DRA_PLUGIN_DIR",
+        default_value = "/var/lib/kubelet/plugins/ambit.dev"
+    )]
+    pub dra_plugin_dir: PathBuf,
+
+    /// Publish ResourceSlices for Dynamic Resource Allocation.
+    #[arg(long, env = "AMBIT_DRA", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dra: bool,
+
+    /// The CDI spec directory the container runtime reads; empty: no CDI specs.
+    #[arg(long, env = "AMBIT_CDI_DIR", default_value = "/var/run/cdi")]
+    pub cdi_dir: PathBuf,
 }

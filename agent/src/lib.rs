@@ -18,7 +18,9 @@ mod devices;
 mod discovery;
 mod events;
 mod handlers;
+pub mod kubelet;
 pub mod metrics;
+pub mod offers;
 mod properties;
 mod recorder;
 mod supervisor;
@@ -32,7 +34,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-pub use config::Args;
+pub use config::{AccessArgs, Args};
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .bind(&socket_dir.join(REGISTRATION_SOCKET))
         .map_err(Error::Registration)?;
     tokio::spawn(handlers.follow(registrations));
+
+    // What this node offers pods, for the kubelet and the container runtime.
+    let offers = offers::follow(client.clone(), namespace.clone(), node_name.clone());
+    let _ = offers;
 
     let (ready, ready_rx) = watch::channel(false);
     let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);

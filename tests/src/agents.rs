@@ -21,6 +21,12 @@ pub struct Agent {
     pub echo_dir: PathBuf,
     /// Its metrics port on 127.0.0.1.
     pub metrics_port: u16,
+    /// Its stand-in for the kubelet's root (`/var/lib/kubelet`):
+    /// `device-plugins/`, `plugins_registry/`, `plugins/ambit.dev/` and
+    /// `pod-resources/kubelet.sock` live here, for tests that play the kubelet.
+    pub kubelet_dir: PathBuf,
+    /// Its CDI spec directory (`/var/run/cdi` on a real node).
+    pub cdi_dir: PathBuf,
     namespace: String,
     binary: PathBuf,
     kubeconfig: PathBuf,
@@ -71,13 +77,18 @@ impl Agent {
         let root = control_plane.dir.join("agents").join(node);
         let socket_dir = root.join("sockets");
         let echo_dir = root.join("echo");
-        std::fs::create_dir_all(&socket_dir)?;
-        std::fs::create_dir_all(&echo_dir)?;
+        let kubelet_dir = root.join("kubelet");
+        let cdi_dir = root.join("cdi");
+        for dir in [&socket_dir, &echo_dir, &kubelet_dir, &cdi_dir] {
+            std::fs::create_dir_all(dir)?;
+        }
         Ok(Self {
             node: node.to_owned(),
             socket_dir,
             echo_dir,
             metrics_port: free_port()?,
+            kubelet_dir,
+            cdi_dir,
             namespace: namespace.to_owned(),
             binary: binary.to_owned(),
             kubeconfig: control_plane.kubeconfig.clone(),
@@ -98,6 +109,23 @@ impl Agent {
             .env("AMBIT_NAMESPACE", &self.namespace)
             .env("AMBIT_SOCKET_DIR", &self.socket_dir)
             .env("AMBIT_DEBUG_ECHO_DIR", &self.echo_dir)
+            .env(
+                "AMBIT_DEVICE_PLUGIN_DIR",
+                self.kubelet_dir.join("device-plugins"),
+            )
+            .env(
+                "AMBIT_POD_RESOURCES_SOCKET",
+                self.kubelet_dir.join("pod-resources/kubelet.sock"),
+            )
+            .env(
+                "AMBIT_PLUGINS_REGISTRY_DIR",
+                self.kubelet_dir.join("plugins_registry"),
+            )
+            .env(
+                "AMBIT_DRA_PLUGIN_DIR",
+                self.kubelet_dir.join("plugins/ambit.dev"),
+            )
+            .env("AMBIT_CDI_DIR", &self.cdi_dir)
             .env(
                 "AMBIT_METRICS_ADDR",
                 format!("127.0.0.1:{}", self.metrics_port),

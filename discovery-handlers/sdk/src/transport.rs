@@ -54,7 +54,7 @@ impl UnixServer {
     /// Binds `path` for `routes`. `stop` is the token the services watch to
     /// end their streams; it is cancelled when the server shuts down or is
     /// dropped. Must be called within a Tokio runtime.
-    pub(crate) fn bind(
+    pub fn bind(
         path: &Path,
         routes: Routes,
         stop: CancellationToken,

@@ -1,0 +1,453 @@
+//! Kubelet device plugins (`deviceplugin/v1beta1`): every Device this node
+//! offers is the resource `ambit.dev/<device>` with `capacity` slots, and
+//! every DeviceSet with devices here is `ambit.dev/<set>` (any of them).
+//!
+//! ```text
+//!  offers ──► manager ──► one DevicePlugin server per resource, <dir>/ambit-<name>.sock
+//!               │  ▲          │ registered with <dir>/kubelet.sock (again when the kubelet restarts)
+//!               │  │          ▼
+//!               │  └── Slots (held slots, health) ◄── Allocate ──► claims: status.allocations (SSA)
+//!               │             ▲
+//!               └─ metrics    └── reclaimer: pod-resources List ──► release slots no pod holds
+//! ```
+//!
+//! The manager never calls the API server, so a slow API never delays a
+//! re-registration. It polls once a second: whether `kubelet.sock` is a new
+//! file (the kubelet restarted: register again) and whether each of its
+//! sockets is still there (the kubelet deletes every socket of the
+//! directory when it starts: serve anew). A poll of two `stat`s per
+//! resource was chosen over inotify: it costs nothing measurable, needs no
+//! extra dependency, and still works when the directory itself is replaced
+//! (a host path volume remounted), where an inotify watch goes quiet.
+
+mod claims;
+mod kubelet;
+mod plugin;
+mod slots;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ambit_crds::v1alpha1::DeviceSet;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tracing::{debug, info, warn};
+
+use self::plugin::Plugin;
+use self::slots::{Collision, Owner, PREFIX, Slots};
+use crate::cdi;
+use crate::kubelet::proto::deviceplugin as pb;
+use crate::metrics::Metrics;
+use crate::offers::Offers;
+
+/// How often the kubelet's sockets are checked.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Where and how the device plugins run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node.
+    pub node: String,
+    /// The kubelet's device-plugin directory.
+    pub dir: PathBuf,
+    /// The kubelet's pod-resources socket; `None`: slots are never reclaimed.
+    pub pod_resources: Option<PathBuf>,
+    /// How long a slot nobody is listed for stays held after it was taken.
+    pub reclaim_grace: Duration,
+}
+
+/// What the plugins of all resources share.
+pub struct Shared {
+    node: String,
+    client: kube::Client,
+    manager: String,
+    state: Mutex<Slots>,
+    /// Held while slot entries are written, so writes of one Device never
+    /// overlap.
+    writes: tokio::sync::Mutex<()>,
+    /// Slots changed: the lists must be sent again.
+    changed: Notify,
+    /// Entries to write.
+    dirty: Notify,
+    cdi: watch::Receiver<cdi::Written>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding the lock cannot leave Slots half-changed in
+        // a way that matters more than stopping would.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Starts the device plugins: the manager, the slot writer and, with a
+/// pod-resources socket, the reclaimer.
+pub fn spawn(
+    client: kube::Client,
+    settings: Settings,
+    offers: watch::Receiver<Offers>,
+    cdi: watch::Receiver<cdi::Written>,
+    metrics: Metrics,
+) {
+    let shared = Arc::new(Shared {
+        node: settings.node.clone(),
+        client: client.clone(),
+        manager: format!("ambit-agent/{}/slots", settings.node),
+        state: Mutex::new(Slots::new(&settings.node)),
+        writes: tokio::sync::Mutex::new(()),
+        changed: Notify::new(),
+        dirty: Notify::new(),
+        cdi,
+        metrics,
+    });
+    tokio::spawn(claims::writer(shared.clone()));
+    if let Some(socket) = settings.pod_resources.clone() {
+        tokio::spawn(reclaimer(shared.clone(), socket, settings.reclaim_grace));
+    }
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "ambit-agent".into(),
+            instance: Some(settings.node.clone()),
+        },
+    );
+    tokio::spawn(Manager::new(shared, settings.dir, recorder).run(offers));
+}
+
+/// A resource's running server.
+struct Served {
+    list: watch::Sender<Vec<pb::Device>>,
+    stop: CancellationToken,
+    socket: PathBuf,
+    identity: Option<(u64, u64)>,
+    registered: bool,
+}
+
+struct Manager {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    servers: BTreeMap<String, Served>,
+    kubelet: Option<(u64, u64)>,
+    recorder: Recorder,
+    sets_in_metrics: BTreeSet<(String, String)>,
+}
+
+/// The socket file of a resource: `ambit-<name>.sock`.
+fn socket_name(resource: &str) -> String {
+    format!("ambit-{}.sock", &resource[PREFIX.len()..])
+}
+
+/// Removes sockets of a previous run (`ambit-*.sock`) from `dir`.
+fn remove_stale_sockets(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ambit-") && name.ends_with(".sock") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => debug!(socket = %name, "removed a stale socket"),
+                Err(error) => warn!(%error, socket = %name, "failed to remove a stale socket"),
+            }
+        }
+    }
+}
+
+impl Manager {
+    fn new(shared: Arc<Shared>, dir: PathBuf, recorder: Recorder) -> Self {
+        Self {
+            shared,
+            dir,
+            servers: BTreeMap::new(),
+            kubelet: None,
+            recorder,
+            sets_in_metrics: BTreeSet::new(),
+        }
+    }
+
+    async fn run(mut self, mut offers: watch::Receiver<Offers>) {
+        remove_stale_sockets(&self.dir);
+        let shutdown = ambit_telemetry::shutdown_signal();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cdi = self.shared.cdi.clone();
+        let mut cdi_open = true;
+        loop {
+            let current = offers.borrow_and_update().clone();
+            let collisions = self.shared.state().set_offers(current);
+            for collision in collisions {
+                self.report(&collision);
+            }
+            self.reconcile().await;
+            tokio::select! {
+                changed = offers.changed() => if changed.is_err() { break },
+                changed = cdi.changed(), if cdi_open => cdi_open = changed.is_ok(),
+                () = self.shared.changed.notified() => {}
+                _ = poll.tick() => self.check_kubelet().await,
+                () = &mut shutdown => break,
+            }
+        }
+        for (resource, served) in std::mem::take(&mut self.servers) {
+            debug!(%resource, "stopping the device plugin");
+            served.stop.cancel();
+        }
+    }
+
+    /// Serves the resources the slots want, stops the others, and sends
+    /// every list that changed.
+    async fn reconcile(&mut self) {
+        let (wanted, lists, usage) = {
+            let state = self.shared.state();
+            let wanted: BTreeSet<String> = state.resources().keys().cloned().collect();
+            let lists: BTreeMap<String, Vec<pb::Device>> = wanted
+                .iter()
+                .map(|r| (r.clone(), plugin::devices(&state.list(r))))
+                .collect();
+            (wanted, lists, state.usage())
+        };
+        let gone: Vec<String> = self
+            .servers
+            .keys()
+            .filter(|r| !wanted.contains(*r))
+            .cloned()
+            .collect();
+        for resource in gone {
+            if let Some(served) = self.servers.remove(&resource) {
+                info!(%resource, "device plugin stops: no device of it is offered any more");
+                // An empty list first, so the kubelet drops the devices at
+                // once rather than after its endpoint grace period.
+                served.list.send_replace(vec![]);
+                let stop = served.stop;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    stop.cancel();
+                });
+            }
+        }
+        for (resource, list) in lists {
+            if let Some(served) = self.servers.get(&resource) {
+                served.list.send_if_modified(|old| {
+                    let changed = *old != list;
+                    *old = list;
+                    changed
+                });
+            } else {
+                self.serve(&resource, list);
+            }
+        }
+        self.register_pending().await;
+        self.record_usage(usage);
+    }
+
+    fn serve(&mut self, resource: &str, list: Vec<pb::Device>) {
+        let socket = self.dir.join(socket_name(resource));
+        let (sender, receiver) = watch::channel(list);
+        let stop = CancellationToken::new();
+        let service = Plugin {
+            resource: resource.to_owned(),
+            shared: self.shared.clone(),
+            list: receiver,
+            stop: stop.clone(),
+        };
+        let routes = Routes::new(pb::device_plugin_server::DevicePluginServer::new(service));
+        let server = match ambit_discovery::UnixServer::bind(&socket, routes, stop.clone()) {
+            Ok(server) => server,
+            Err(error) => {
+                warn!(%error, %resource, "cannot serve the device plugin; retrying");
+                return;
+            }
+        };
+        let identity = kubelet::identity(&socket);
+        let task_resource = resource.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = server.run(std::future::pending()).await {
+                warn!(%error, resource = %task_resource, "device plugin server failed");
+            }
+        });
+        debug!(%resource, socket = %socket.display(), "serving device plugin");
+        self.servers.insert(
+            resource.to_owned(),
+            Served {
+                list: sender,
+                stop,
+                socket,
+                identity,
+                registered: false,
+            },
+        );
+    }
+
+    /// Registers every resource not registered with the current kubelet.
+    async fn register_pending(&mut self) {
+        if kubelet::identity(&self.dir.join(kubelet::KUBELET_SOCKET)).is_none() {
+            return;
+        }
+        for (resource, served) in &mut self.servers {
+            if served.registered {
+                continue;
+            }
+            let endpoint = socket_name(resource);
+            match kubelet::register(&self.dir, resource, &endpoint).await {
+                Ok(()) => {
+                    served.registered = true;
+                    self.shared.metrics.device_plugin_registration("ok");
+                    info!(%resource, %endpoint, "registered with the kubelet");
+                }
+                Err(error) => {
+                    self.shared.metrics.device_plugin_registration("failed");
+                    warn!(%error, %resource, "registration with the kubelet failed; retrying");
+                }
+            }
+        }
+    }
+
+    /// A new `kubelet.sock` means a new kubelet: every resource registers
+    /// again. A socket of ours that is gone (the kubelet deletes them when
+    /// it starts) is served anew.
+    async fn check_kubelet(&mut self) {
+        let now = kubelet::identity(&self.dir.join(kubelet::KUBELET_SOCKET));
+        if now != self.kubelet {
+            if self.kubelet.is_some() || now.is_some() {
+                info!(
+                    present = now.is_some(),
+                    "the kubelet's socket changed; registering again"
+                );
+            }
+            self.kubelet = now;
+            for served in self.servers.values_mut() {
+                served.registered = false;
+            }
+        }
+        let lost: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| kubelet::identity(&s.socket) != s.identity)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for resource in lost {
+            if let Some(served) = self.servers.remove(&resource) {
+                info!(%resource, "the device plugin's socket was removed; serving it again");
+                served.stop.cancel();
+                let list = served.list.borrow().clone();
+                self.serve(&resource, list);
+            }
+        }
+        self.register_pending().await;
+    }
+
+    fn record_usage(&mut self, usage: BTreeMap<(String, String), (u64, u64)>) {
+        let metrics = &self.shared.metrics;
+        for set in self
+            .sets_in_metrics
+            .difference(&usage.keys().cloned().collect())
+        {
+            metrics.remove_slots(&set.0, &set.1);
+        }
+        for ((namespace, set), (used, free)) in &usage {
+            metrics.set_slots(namespace, set, *used, *free);
+        }
+        self.sets_in_metrics = usage.into_keys().collect();
+    }
+
+    /// Logs a resource name two owners want, and tells the loser's
+    /// DeviceSet with a Warning Event.
+    fn report(&self, collision: &Collision) {
+        warn!(resource = %collision.resource, served_for = %collision.winner, not_served_for = %collision.loser,
+            "two owners want one resource name: the first keeps it");
+        let (namespace, set) = match &collision.loser {
+            Owner::Set { namespace, set } => (namespace.clone(), set.clone()),
+            Owner::Device(key) => {
+                let state = self.shared.state();
+                let Some(offer) = state.offers().get(key) else {
+                    return;
+                };
+                (key.0.clone(), offer.spec.device_set.clone())
+            }
+        };
+        let reference = ObjectReference {
+            api_version: Some(DeviceSet::api_version(&()).into_owned()),
+            kind: Some(DeviceSet::kind(&()).into_owned()),
+            name: Some(set),
+            namespace: Some(namespace),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ResourceNameTaken".into(),
+            note: Some(format!(
+                "node {}: the device plugin resource {} is already served for {}; {} gets none (rename one of them)",
+                self.shared.node, collision.resource, collision.winner, collision.loser
+            )),
+            action: "ServeDevicePlugin".into(),
+            secondary: None,
+        };
+        let recorder = self.recorder.clone();
+        let metrics = self.shared.metrics.clone();
+        tokio::spawn(async move {
+            metrics.api_write("create", "events");
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                metrics.api_error("publish_event");
+                debug!(%error, "failed to publish an Event");
+            }
+        });
+    }
+}
+
+/// Asks the kubelet which pods hold which device IDs, fills the pods into
+/// the entries and releases slots no pod holds after `grace`.
+async fn reclaimer(shared: Arc<Shared>, socket: PathBuf, grace: Duration) {
+    let every = (grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut reported = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let pods = match kubelet::pods_by_device(&socket).await {
+            Ok(pods) => {
+                reported = false;
+                pods
+            }
+            Err(error) => {
+                if !reported {
+                    warn!(%error, socket = %socket.display(),
+                        "cannot list the kubelet's pod resources; no slot is reclaimed until it answers");
+                    reported = true;
+                }
+                continue;
+            }
+        };
+        let _writes = shared.writes.lock().await;
+        let released =
+            shared
+                .state()
+                .observe_pods(&pods, grace, k8s_openapi::jiff::Timestamp::now());
+        for ((namespace, device), slot) in &released {
+            info!(%namespace, %device, slot, "slot released: no pod holds it any more");
+            let set = shared
+                .state()
+                .offers()
+                .get(&(namespace.clone(), device.clone()))
+                .map(|o| o.spec.device_set.clone())
+                .unwrap_or_default();
+            shared.metrics.slot_reclaimed(namespace, &set);
+        }
+        shared.dirty.notify_one();
+        shared.changed.notify_one();
+    }
+}

@@ -162,10 +162,11 @@ async fn run(config: Arc<Config>, mut sockets: Sockets, sender: Sender) {
             },
         }
         // Wake the first set as soon as the interrogations end.
-        if let Some(at) = first_ready {
-            if !tracker.busy() && Instant::now() < at {
-                first_ready = Some(Instant::now());
-            }
+        if let Some(at) = first_ready
+            && !tracker.busy()
+            && Instant::now() < at
+        {
+            first_ready = Some(Instant::now());
         }
     }
     running.abort_all();

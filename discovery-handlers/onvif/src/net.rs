@@ -163,7 +163,7 @@ impl Sockets {
                         self.joined_v6.insert(interface.index);
                     }
                     Err(error) => {
-                        debug!(%error, interface = %interface.name, "cannot join the IPv6 WS-Discovery group")
+                        debug!(%error, interface = %interface.name, "cannot join the IPv6 WS-Discovery group");
                     }
                 }
             }
@@ -192,7 +192,7 @@ impl Sockets {
                 match probe.send_to(datagram, target).await {
                     Ok(_) => sent = true,
                     Err(error) => {
-                        debug!(%error, interface = %interface.name, "cannot send the IPv6 Probe")
+                        debug!(%error, interface = %interface.name, "cannot send the IPv6 Probe");
                     }
                 }
             }

@@ -93,10 +93,13 @@ impl Fault {
     /// Whether the camera refused the credentials (or their absence).
     pub(crate) fn is_not_authorized(&self) -> bool {
         let code = self.code.rsplit(':').next().unwrap_or_default();
+        let reason = self.reason.to_ascii_lowercase();
         matches!(
             code,
             "NotAuthorized" | "FailedAuthentication" | "InvalidSecurity"
-        ) || self.reason.to_ascii_lowercase().contains("auth")
+        ) || ["auth", "security", "credential", "password"]
+            .iter()
+            .any(|word| reason.contains(word))
     }
 }
 

@@ -96,10 +96,10 @@ impl Tracker {
 
     /// Takes in a message from `from`. Whether the known set changed.
     pub(crate) fn observe(&mut self, message: Message, from: IpAddr) -> bool {
-        if let Some(id) = &message.message_id {
-            if !self.remember(id) {
-                return false;
-            }
+        if let Some(id) = &message.message_id
+            && !self.remember(id)
+        {
+            return false;
         }
         match message.body {
             Body::ProbeMatches(endpoints) => {
@@ -119,10 +119,10 @@ impl Tracker {
             Body::Hello(endpoint) => self.upsert(endpoint, from, message.app_sequence),
             Body::Bye(endpoint) => {
                 let address = endpoint.address;
-                if let Some(camera) = self.cameras.get(&address) {
-                    if is_stale(camera.sequence, message.app_sequence) {
-                        return false;
-                    }
+                if let Some(camera) = self.cameras.get(&address)
+                    && is_stale(camera.sequence, message.app_sequence)
+                {
+                    return false;
                 }
                 if let Some(sequence) = message.app_sequence {
                     if self.gone.len() >= MAX_CAMERAS {
@@ -141,10 +141,10 @@ impl Tracker {
         if self.seen.contains(id) {
             return false;
         }
-        if self.seen_order.len() >= REMEMBERED_IDS {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.seen_order.len() >= REMEMBERED_IDS
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         self.seen.insert(id.to_owned());
         self.seen_order.push_back(id.to_owned());
@@ -169,10 +169,10 @@ impl Tracker {
             camera.endpoint = endpoint;
             return changed;
         }
-        if let Some(last) = self.gone.get(&endpoint.address) {
-            if is_stale(Some(*last), sequence) {
-                return false;
-            }
+        if let Some(last) = self.gone.get(&endpoint.address)
+            && before_bye(*last, sequence)
+        {
+            return false;
         }
         if self.cameras.len() >= MAX_CAMERAS {
             return false;
@@ -274,13 +274,24 @@ impl Tracker {
 }
 
 /// Whether `new` is older than `last` (WS-Discovery AppSequence order).
+///
+/// Only messages of the same run (InstanceId) are ordered: a different
+/// InstanceId is a new run even when lower, since devices without
+/// persistent storage (and the WSDiscovery package) pick it at random.
 fn is_stale(last: Option<AppSequence>, new: Option<AppSequence>) -> bool {
     match (last, new) {
         (Some(last), Some(new)) => {
-            (new.instance_id, new.message_number) < (last.instance_id, last.message_number)
+            new.instance_id == last.instance_id && new.message_number < last.message_number
         }
         _ => false,
     }
+}
+
+/// Whether `new` was sent before (or is) the Bye `bye`.
+fn before_bye(bye: AppSequence, new: Option<AppSequence>) -> bool {
+    new.is_some_and(|new| {
+        new.instance_id == bye.instance_id && new.message_number <= bye.message_number
+    })
 }
 
 fn passes_discovery(config: &Config, address: &str, camera: &Camera) -> bool {

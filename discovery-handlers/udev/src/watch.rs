@@ -4,7 +4,7 @@
 //! ```text
 //!   thread "udev-discovery" (owns every libudev object; current-thread runtime)
 //!     monitor.listen ─► enumerate all ─► send set ─► loop {
-//!         monitor readable ─► drain events:
+//!         monitor readable ─► take events until quiet for SETTLE (max MAX_SETTLE):
 //!             remove D            ─► forget D and everything below it
 //!             add/change/bind/... ─► forget D's subtree, re-match D and its children
 //!         send the set if it differs from the last one sent
@@ -21,10 +21,12 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ambit_discovery::{Device, DeviceStream, DiscoveryError};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info_span, warn};
 
@@ -33,6 +35,12 @@ use crate::found::{Found, device_set};
 use crate::node::UdevNode;
 
 type Sender = mpsc::Sender<Result<Vec<Device>, DiscoveryError>>;
+
+/// How long the monitor must be quiet before a burst of events is taken
+/// as complete.
+pub const SETTLE: Duration = Duration::from_millis(20);
+/// The longest a burst is waited for before a set goes out anyway.
+pub const MAX_SETTLE: Duration = Duration::from_millis(250);
 
 /// Starts a discovery: opens the monitor and enumerates on a thread of its
 /// own, returning once the first set is on its way (or setup failed).
@@ -63,6 +71,7 @@ pub async fn start(config: Arc<Config>) -> Result<DeviceStream, DiscoveryError> 
 fn run(config: Arc<Config>, sender: Sender, setup: oneshot::Sender<Result<(), DiscoveryError>>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
     {
         Ok(runtime) => runtime,
@@ -143,14 +152,48 @@ impl Discovery {
             tokio::select! {
                 () = sender.closed() => return Ok(()),
                 ready = monitor.readable_mut() => {
-                    let mut guard = ready
-                        .map_err(|error| unavailable("the udev monitor failed", &error))?;
-                    let events: Vec<udev::Event> = guard.get_inner_mut().iter().collect();
-                    guard.clear_ready();
-                    for event in events {
-                        self.on_event(&event);
-                    }
+                    // Cleared before reading: an event that comes after
+                    // the read sets the readiness again.
+                    ready
+                        .map_err(|error| unavailable("the udev monitor failed", &error))?
+                        .clear_ready();
+                    self.settle(&mut monitor).await?;
                 }
+            }
+        }
+    }
+
+    /// Takes in a burst of events: a USB plug is several (the USB device,
+    /// its interfaces, their tty or video nodes) within milliseconds. Waits
+    /// until the monitor has been quiet for [`SETTLE`] (at most
+    /// [`MAX_SETTLE`]), so one plug makes one new set, not one per node.
+    async fn settle(
+        &mut self,
+        monitor: &mut AsyncFd<udev::MonitorSocket>,
+    ) -> Result<(), DiscoveryError> {
+        let deadline = Instant::now() + MAX_SETTLE;
+        loop {
+            let events: Vec<udev::Event> = monitor.get_mut().iter().collect();
+            for event in &events {
+                self.on_event(event);
+            }
+            let quiet_until = (Instant::now() + SETTLE).min(deadline);
+            match tokio::time::timeout_at(quiet_until, monitor.readable_mut()).await {
+                Ok(ready) => {
+                    let mut guard =
+                        ready.map_err(|error| unavailable("the udev monitor failed", &error))?;
+                    // Cleared here, read at the top: an event that comes in
+                    // between sets the readiness again.
+                    guard.clear_ready();
+                }
+                Err(_) => return Ok(()),
+            }
+            if Instant::now() >= deadline {
+                let events: Vec<udev::Event> = monitor.get_mut().iter().collect();
+                for event in &events {
+                    self.on_event(event);
+                }
+                return Ok(());
             }
         }
     }
@@ -187,6 +230,7 @@ impl Discovery {
     fn consider(&mut self, node: UdevNode) {
         if self.config.rules.matches(&node) {
             let found = Found::read(&node);
+            debug!(?found, "matched");
             self.found.insert(found.devpath.clone(), found);
         }
     }

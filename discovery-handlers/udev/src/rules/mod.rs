@@ -128,8 +128,8 @@ impl Key {
         }
     }
 
-    /// The values of the key on `node`: one, none (read as the empty
-    /// string, as udev does), or several for TAG and SYMLINK.
+    /// The values of the key on `node`: one (maybe missing), or several for
+    /// TAG and SYMLINK.
     fn values<N: Node>(&self, node: &N) -> Values {
         match self {
             Self::Kernel | Self::Kernels => Values::One(Some(node.sysname())),
@@ -177,6 +177,12 @@ pub struct Term {
 impl Term {
     fn holds<N: Node>(&self, node: &N) -> bool {
         let found = match self.key.values(node) {
+            // A missing attribute fails the term whatever the operator, as
+            // in udev: `ATTRS{idVendor}!="0403"` wants a device that HAS
+            // another vendor id.
+            Values::One(None) if matches!(self.key, Key::Attr(_) | Key::Attrs(_)) => {
+                return false;
+            }
             Values::One(value) => self.pattern.matches(value.as_deref().unwrap_or("")),
             // A multi-valued key matches when any value does; `!=` when none does.
             Values::Many(values) => values.iter().any(|v| self.pattern.matches(v)),

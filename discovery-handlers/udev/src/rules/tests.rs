@@ -194,6 +194,11 @@ fn not_equal_and_missing_values() {
     assert!(matches(r#"ENV{ID_SERIAL}=="""#, &tty));
     assert!(!matches(r#"ENV{ID_VENDOR_ID}=="""#, &tty));
     assert!(matches(r#"DRIVER!="?*""#, &tty));
+    // ...but a missing attribute fails the match either way, as in udev.
+    assert!(!matches(r#"ATTR{idVendor}!="0403""#, &tty));
+    assert!(!matches(r#"ATTR{idVendor}=="""#, &tty));
+    assert!(matches(r#"ATTRS{idVendor}!="046d""#, &tty));
+    assert!(!matches(r#"ATTRS{idVendor}!="0403""#, &tty));
     // Multi-valued: != holds when no value matches.
     assert!(matches(r#"TAG!="seat""#, &tty));
     assert!(!matches(r#"TAG!="uaccess""#, &tty));

@@ -9,7 +9,7 @@ line `ok <monotonic seconds>` (the moment the last uevent was sent) or
 `error <why>`:
 
   add <record file>   add the devices of a umockdev-record file, parents
-                      first, with an "add" uevent for each
+                      first, each with its "add" uevent (umockdev sends it)
   remove <devpath>    "remove" uevents for the device and everything below
                       it (deepest first), then take them out of the testbed
   quit                stop (so does the end of stdin)
@@ -24,9 +24,15 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 
 
-def devpaths(record):
-    """The devpaths (P: lines) of a umockdev-record file, in file order."""
-    return [line[3:].strip() for line in record.splitlines() if line.startswith("P: ")]
+def blocks(record):
+    """(devpath, text) of each device of a umockdev-record text, in file order."""
+    found = []
+    for block in record.strip().split("\n\n"):
+        first = block.strip().splitlines()[0]
+        if not first.startswith("P: "):
+            raise ValueError(f"a device description starts with {first!r}, not 'P: '")
+        found.append((first[3:].strip(), block.strip() + "\n"))
+    return found
 
 
 def main():
@@ -38,15 +44,14 @@ def main():
         try:
             if command == "add":
                 with open(argument, encoding="utf-8") as f:
-                    record = f.read()
-                testbed.add_from_string(record)
-                # umockdev-record lists a device before its parents: announce
-                # parents first, as the kernel does.
-                for devpath in sorted(devpaths(record), key=len):
-                    syspath = "/sys" + devpath
-                    if syspath not in present:
-                        present.append(syspath)
-                    testbed.uevent(syspath, "add")
+                    # Comment lines are ours; umockdev does not take them.
+                    record = "".join(l for l in f if not l.startswith("#"))
+                # umockdev-record lists a device before its parents, and
+                # umockdev sends each device's "add" uevent as it adds it:
+                # add parents first, as the kernel does.
+                for devpath, block in sorted(blocks(record), key=lambda b: len(b[0])):
+                    testbed.add_from_string(block)
+                    present.append("/sys" + devpath)
             elif command == "remove":
                 syspath = "/sys" + argument
                 gone = [p for p in present if p == syspath or p.startswith(syspath + "/")]

@@ -199,7 +199,7 @@ impl Scanner {
                             application: None,
                         }),
                         Err(why) => {
-                            debug!(url = %asked, %why, "FindServersOnNetwork record skipped")
+                            debug!(url = %asked, %why, "FindServersOnNetwork record skipped");
                         }
                     }
                 }

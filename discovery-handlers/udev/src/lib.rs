@@ -64,14 +64,8 @@ impl DiscoveryHandler for Udev {
     }
 }
 
-/// Entry points for the rule parser's property tests; not part of the
-/// handler's API.
-#[doc(hidden)]
-pub mod fuzzing {
-    /// Parses `rules` as a DeviceSet's rules; the error message on failure.
-    pub fn parse_rules(rules: &[&str]) -> Result<(), String> {
-        crate::rules::Rules::parse(rules)
-            .map(drop)
-            .map_err(|error| error.to_string())
-    }
+/// Checks a DeviceSet's `details` for this handler without discovering
+/// anything: the error `discover` would return, or `Ok`.
+pub fn check_details(details: serde_json::Value) -> Result<(), DiscoveryError> {
+    details::parse(&DiscoverRequest::new(details)).map(drop)
 }

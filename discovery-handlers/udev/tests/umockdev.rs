@@ -180,3 +180,27 @@ async fn bad_rules_are_refused_before_discovery() {
         Ok(_) => panic!("expected invalid details, got a stream"),
     }
 }
+
+/// The example DeviceSets are valid DeviceSets, and find the fake camera
+/// and serial adapter.
+#[tokio::test]
+async fn the_examples_find_what_they_say() -> anyhow::Result<()> {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/udev");
+    let mut testbed = Testbed::start().await?;
+    testbed.add("camera-port1").await?;
+    testbed.add("serial-adapter").await?;
+    testbed.add("mouse").await?;
+    for (file, expected) in [("cameras.yaml", CAMERA), ("serial-adapters.yaml", ADAPTER)] {
+        let text = std::fs::read_to_string(examples.join(file))?;
+        let set: ambit_crds::v1alpha1::DeviceSet = serde_yaml_ng::from_str(&text)?;
+        assert_eq!(set.spec.discovery.handler, ambit_udev::NAME, "{file}");
+        let details = serde_json::Value::Object(set.spec.discovery.details.unwrap_or_default());
+        ambit_udev::check_details(details.clone())
+            .map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
+        let mut discovery = Discovery::start(&testbed, "child", &details)?;
+        assert_eq!(ids(&discovery.next_set().await?), [expected], "{file}");
+        discovery.stop().await;
+    }
+    testbed.stop().await;
+    Ok(())
+}

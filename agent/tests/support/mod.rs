@@ -1,0 +1,3 @@
+//! What the agent's integration tests share.
+
+pub mod kubelet;

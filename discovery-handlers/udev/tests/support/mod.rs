@@ -123,8 +123,12 @@ impl Testbed {
     /// Plugs in the devices of a record file (see [`record`]), with "add"
     /// uevents; returns when they are sent.
     pub async fn add(&mut self, name: &str) -> anyhow::Result<Instant> {
-        self.command(format!("add {}", record(name).display()))
-            .await
+        self.add_file(&record(name)).await
+    }
+
+    /// Plugs in the devices of a record file anywhere.
+    pub async fn add_file(&mut self, path: &Path) -> anyhow::Result<Instant> {
+        self.command(format!("add {}", path.display())).await
     }
 
     /// Unplugs a device and everything below it, with "remove" uevents.

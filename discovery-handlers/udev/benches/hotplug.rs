@@ -1,0 +1,192 @@
+//! Hot-plug latency of the udev handler, end to end:
+//! `cargo bench -p ambit-udev --bench hotplug`.
+//!
+//! A real control plane (the ambit-tests harness), one KWOK node, and a
+//! release-built `ambit-agent` (with the udev handler embedded) running
+//! under umockdev's preload, so its libudev sees a umockdev testbed. A
+//! DeviceSet matches FTDI serial adapters. Each round plugs in an adapter
+//! with a serial number not seen before (so each plug makes a new Device),
+//! timing from just before the testbed is told to add it — the "add"
+//! uevents follow within the command — to the Device object's creation as
+//! a watch on the API server reports it; then unplugs it.
+//!
+//! | variable | default | |
+//! |---|---|---|
+//! | `AMBIT_BENCH_PLUGS` | 20 | plug events |
+//! | `AMBIT_AGENT_BIN` | built here | the `ambit-agent` to run (must have the `udev` feature) |
+//!
+//! Prints p50/p90/max; never fails for being slow. Under `cargo test` (no
+//! `--bench` argument) it only says how to run it.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ambit_crds::v1alpha1::Device;
+use ambit_tests::agents::Agent;
+use ambit_tests::{TestEnv, crds, nodes};
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use kube::Api;
+use kube::api::PostParams;
+use kube::runtime::watcher::{self, Event};
+use support::Testbed;
+use tokio::sync::mpsc;
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
+}
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        say!("hotplug: a benchmark; run it with `cargo bench -p ambit-udev --bench hotplug`");
+        return Ok(());
+    }
+    let plugs: usize = match std::env::var("AMBIT_BENCH_PLUGS") {
+        Ok(value) => value
+            .parse()
+            .with_context(|| format!("AMBIT_BENCH_PLUGS={value:?}"))?,
+        Err(_) => 20,
+    };
+    let agent = agent_binary()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(Box::pin(bench(agent, plugs.max(1))))
+}
+
+/// The agent to run: `AMBIT_AGENT_BIN`, or a release build made now.
+fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("AMBIT_AGENT_BIN") {
+        return Ok(path.into());
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "ambit-agent",
+            "--bin",
+            "ambit-agent",
+        ])
+        .args(["--features", "udev"])
+        .status()
+        .context("failed to run cargo build for ambit-agent")?;
+    if !status.success() {
+        bail!("cargo build -p ambit-agent failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join("release/ambit-agent"))
+}
+
+async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
+    let records = tempfile::tempdir()?;
+    let template = std::fs::read_to_string(support::record("serial-adapter"))?;
+    let mut testbed = Testbed::start().await?;
+
+    let env = TestEnv::new("udev-hotplug").await?;
+    crds::install(&env.client).await?;
+    let node = nodes::create(&env.client, &env.namespace, 1, &[])
+        .await?
+        .remove(0);
+    let agent = Agent::start_with_env(
+        env.control_plane,
+        &agent_bin,
+        &node,
+        &env.namespace,
+        &testbed.env(),
+    )?;
+    agent.wait_ready().await?;
+
+    // Every Device created, with the moment the watch saw it.
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let devices: Api<Device> = env.api();
+    tokio::spawn(async move {
+        let mut events = watcher::watcher(devices, watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            if let Ok(Event::Apply(device) | Event::InitApply(device)) = event {
+                let _ = seen_tx.send((device.spec.id.clone(), Instant::now()));
+            }
+        }
+    });
+
+    let set = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ambit.dev/v1alpha1",
+        "kind": "DeviceSet",
+        "metadata": { "name": "adapters", "namespace": env.namespace },
+        "spec": { "discovery": {
+            "handler": "udev",
+            "details": { "rules": [r#"SUBSYSTEM=="tty", ATTRS{idVendor}=="0403""#] },
+            "gracePeriodSeconds": 0,
+        } },
+    }))?;
+    env.api::<ambit_crds::v1alpha1::DeviceSet>()
+        .create(&PostParams::default(), &set)
+        .await?;
+
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let mut latencies = Vec::with_capacity(plugs);
+    for round in 0..plugs {
+        let serial = format!("BENCH{round:04}");
+        let name = format!("adapter-{round}");
+        let path = records.path().join(format!("{name}.umockdev"));
+        std::fs::write(
+            &path,
+            template.replace("serial=A10K3XYZ", &format!("serial={serial}")),
+        )?;
+        let id = format!("usb-0403:6001:{serial}/if00/tty");
+        let plugged = Instant::now();
+        testbed.add_file(&path).await?;
+        let created = loop {
+            if let Some(at) = first_seen.get(&id) {
+                break *at;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
+                Ok(Some((seen_id, at))) => {
+                    first_seen.entry(seen_id).or_insert(at);
+                }
+                Ok(None) => bail!("the Device watch ended"),
+                Err(_) => bail!("no Device for {id} within 30s; agent log:\n{}", agent.log()),
+            }
+        };
+        latencies.push(created.saturating_duration_since(plugged));
+        testbed.remove(support::SERIAL_ADAPTER).await?;
+        // Let the agent see the removal before the next plug.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(agent);
+    testbed.stop().await;
+
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    say!(
+        "udev hot-plug latency: uevent \"add\" → Device created (watch), {} plugs, release agent, {} cores",
+        latencies.len(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    say!(
+        "  p50 {:.1} ms   p90 {:.1} ms   max {:.1} ms   min {:.1} ms",
+        ms(pick(0.5)),
+        ms(pick(0.9)),
+        ms(latencies[latencies.len() - 1]),
+        ms(latencies[0]),
+    );
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

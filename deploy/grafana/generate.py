@@ -201,10 +201,11 @@ def overview():
             single(
                 "Discovery latency (p90)",
                 "From starting discovery to the handler's first complete device set, "
-                "90th percentile over the time range, by handler",
+                "90th percentile since the agents started, by handler (discovery starts "
+                "seldom, often before the first scrape: a rate would miss it)",
                 "s",
                 "histogram_quantile(0.9, sum by (le, handler) "
-                "(increase(ambit_agent_discovery_latency_seconds_bucket[$__range])))",
+                "(ambit_agent_discovery_latency_seconds_bucket))",
                 "{{handler}}",
                 width=12,
             )
@@ -310,19 +311,19 @@ def agent():
         .with_panel(
             single(
                 "Discovery latency (p50)",
-                "Median time to the handler's first complete device set over the time range",
+                "Median time to the handler's first complete device set, since the agent started",
                 "s",
                 "histogram_quantile(0.5, sum by (le) "
-                f"(increase(ambit_agent_discovery_latency_seconds_bucket{{{instance}}}[$__range])))",
+                f"(ambit_agent_discovery_latency_seconds_bucket{{{instance}}}))",
             )
         )
         .with_panel(
             single(
                 "Discovery latency (p90)",
-                "90th percentile time to the handler's first complete device set over the time range",
+                "90th percentile time to the handler's first complete device set, since the agent started",
                 "s",
                 "histogram_quantile(0.9, sum by (le) "
-                f"(increase(ambit_agent_discovery_latency_seconds_bucket{{{instance}}}[$__range])))",
+                f"(ambit_agent_discovery_latency_seconds_bucket{{{instance}}}))",
             )
         )
         .with_panel(

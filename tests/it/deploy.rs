@@ -1,0 +1,769 @@
+//! What ships in `deploy/`, against real things: the Helm chart rendered by
+//! real Helm and applied (server-side dry-run) to the real control plane;
+//! its RBAC applied for real and used by a real agent and controller as
+//! their only rights; Debian's real Prometheus scraping them, with the
+//! alerting rules firing as each condition is staged; every Grafana panel
+//! query evaluated against that Prometheus.
+//!
+//! ```text
+//!  helm template ──► dry-run apply ──► kube-apiserver
+//!  chart RBAC ──apply──► agents (2 KWOK nodes) + controller, as the chart's ServiceAccounts
+//!  prometheus ──scrape 1 s──► them; rules (for: 1 s) ──► /api/v1/alerts
+//!  deploy/grafana/*.json ──every target, variables substituted──► /api/v1/query
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_tests::agents::{Agent, ExternalHandler};
+use ambit_tests::controllers::Controller;
+use ambit_tests::helm::{Helm, chart_dir};
+use ambit_tests::prometheus::{Job, Prometheus};
+use ambit_tests::{TestEnv, nodes, wait};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const HELM_BIN: &str = env!("CARGO_BIN_EXE_ambit-helm");
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn helm() -> anyhow::Result<Helm> {
+    Ok(tokio::task::spawn_blocking(Helm::ensure).await??)
+}
+
+/// `helm template` of the chart with `values` (YAML), as JSON objects.
+fn render(helm: &Helm, release: &str, namespace: &str, values: &str) -> anyhow::Result<Vec<Value>> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), values)?;
+    let chart = chart_dir();
+    let values_path = file.path().display().to_string();
+    let chart_path = chart.display().to_string();
+    let lint = ["lint", "--strict", &chart_path, "-f", &values_path];
+    helm.run(&lint)?;
+    let args = [
+        "template",
+        release,
+        &chart_path,
+        "--namespace",
+        namespace,
+        "--include-crds",
+        "-f",
+        &values_path,
+    ];
+    let text = helm.run(&args)?;
+    let mut objects = vec![];
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value: Value = serde::Deserialize::deserialize(doc)?;
+        if value.is_object() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+fn gvk(object: &Value) -> anyhow::Result<GroupVersionKind> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    anyhow::ensure!(!kind.is_empty(), "an object without kind: {object}");
+    Ok(GroupVersionKind::gvk(group, version, kind))
+}
+
+/// Server-side applies `object` (dry-run unless `for_real`), in `namespace`
+/// unless it names its own or is cluster-scoped.
+async fn apply(
+    client: &Client,
+    namespace: &str,
+    object: &Value,
+    for_real: bool,
+) -> anyhow::Result<()> {
+    let gvk = gvk(object)?;
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(namespace);
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    };
+    let mut params = PatchParams::apply("ambit-chart-test").force();
+    params.dry_run = !for_real;
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map_err(|e| anyhow::anyhow!("{} {name} rejected: {e}", gvk.kind))?;
+    Ok(())
+}
+
+fn is_monitoring(object: &Value) -> bool {
+    object["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> anyhow::Result<&'a Value> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .ok_or_else(|| anyhow::anyhow!("no {kind} {name} in the render"))
+}
+
+fn all_on(namespace: &str) -> String {
+    format!(
+        r#"
+kubeletDir: /var/snap/microk8s/common/var/lib/kubelet
+handlers:
+  debugEcho: {{enabled: true}}
+  modbus: {{enabled: true}}
+  opcua: {{enabled: true}}
+  onvif: {{enabled: true}}
+  udev: {{enabled: true}}
+  bluetooth: {{enabled: true}}
+externalHandlers: {{enabled: true, handlers: [debug-echo, modbus, opcua, onvif, udev, bluetooth]}}
+agent:
+  propertySources:
+    namespaces:
+      - {{namespace: {namespace}, secrets: [creds], configMaps: ["*"]}}
+metrics: {{serviceMonitor: {{enabled: true}}, podMonitor: {{enabled: true}}, prometheusRule: {{enabled: true}}}}
+"#
+    )
+}
+
+/// The chart lints, and what it renders — default values, every handler
+/// switched on, Modbus RTU — passes server-side dry-run on the real API
+/// server; node access appears only with the handler that needs it.
+#[tokio::test]
+async fn chart_renders_pass_server_side_dry_run() -> anyhow::Result<()> {
+    let env = TestEnv::new("chart-dry-run").await?;
+    let helm = helm().await?;
+    let ns = env.namespace.clone();
+    let cases = [
+        ("default", String::from("{}")),
+        ("all-handlers", all_on(&ns)),
+        (
+            "modbus-rtu",
+            "handlers: {modbus: {serialDevices: [/dev/ttyUSB0]}}\nbrokers: {enabled: false}\npodAccess: {dra: {enabled: false}, devicePlugins: {enabled: false}}\n".into(),
+        ),
+    ];
+    let mut applied = BTreeMap::new();
+    let mut renders = BTreeMap::new();
+    for (case, values) in &cases {
+        let objects = render(&helm, "ambit", &ns, values)?;
+        for object in objects.iter().filter(|o| !is_monitoring(o)) {
+            apply(&env.client, &ns, object, false)
+                .await
+                .map_err(|e| anyhow::anyhow!("{case}: {e}"))?;
+            *applied.entry(*case).or_insert(0) += 1;
+        }
+        renders.insert(*case, objects);
+    }
+    eprintln!("objects dry-run applied per case: {applied:?}");
+
+    // Default: no host network, no udev, D-Bus or serial access; the agent
+    // root with every capability dropped and a read-only root; the
+    // controller non-root; kubelet paths under /var/lib/kubelet.
+    let default = &renders["default"];
+    let agent = find(default, "DaemonSet", "ambit-agent")?;
+    let pod = &agent["spec"]["template"]["spec"];
+    assert!(pod["hostNetwork"].is_null(), "hostNetwork without ONVIF");
+    let text = agent.to_string();
+    for path in ["/run/udev", "/sys", "system_bus_socket", "\"/dev\""] {
+        assert!(!text.contains(path), "{path} mounted with its handler off");
+    }
+    assert!(text.contains("/var/lib/kubelet/device-plugins"));
+    let security = &pod["containers"][0]["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["privileged"], false);
+    let controller = find(default, "Deployment", "ambit-controller")?;
+    assert_eq!(controller["spec"]["replicas"], 2);
+    let pod = &controller["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(!controller.to_string().contains("hostPath"));
+    assert!(find(default, "DeviceClass", "ambit.dev").is_ok());
+    assert!(
+        !default
+            .iter()
+            .any(|o| o["kind"] == "DaemonSet" && o["metadata"]["name"] == "ambit-handler"),
+        "the external-handler DaemonSet is off by default"
+    );
+
+    // Every handler on: host network (ONVIF), udev and D-Bus mounts, the
+    // kubelet root moved, Secrets readable by name in one namespace only.
+    let all = &renders["all-handlers"];
+    let agent = find(all, "DaemonSet", "ambit-agent")?;
+    assert_eq!(agent["spec"]["template"]["spec"]["hostNetwork"], true);
+    let text = agent.to_string();
+    for path in [
+        "/run/udev",
+        "/sys",
+        "system_bus_socket",
+        "/var/snap/microk8s/common/var/lib/kubelet/plugins/ambit.dev",
+    ] {
+        assert!(
+            text.contains(path),
+            "{path} not mounted with every handler on"
+        );
+    }
+    let handler = find(all, "DaemonSet", "ambit-handler")?;
+    assert!(
+        handler
+            .to_string()
+            .contains("debug-echo,modbus,opcua,onvif,udev,bluetooth")
+    );
+    let role = find(all, "Role", "ambit-agent-properties")?;
+    assert_eq!(role["metadata"]["namespace"], ns.as_str());
+    let rules = role["rules"].as_array().cloned().unwrap_or_default();
+    let secrets = rules.iter().find(|r| r["resources"] == json!(["secrets"]));
+    assert_eq!(
+        secrets.map(|r| &r["resourceNames"]),
+        Some(&json!(["creds"]))
+    );
+    let maps = rules
+        .iter()
+        .find(|r| r["resources"] == json!(["configmaps"]));
+    assert!(
+        maps.is_some_and(|r| r["resourceNames"].is_null()),
+        "configMaps: [\"*\"] is every one"
+    );
+    let monitors = all.iter().filter(|o| is_monitoring(o)).count();
+    assert_eq!(
+        monitors, 5,
+        "2 ServiceMonitors, 2 PodMonitors, 1 PrometheusRule"
+    );
+
+    // Modbus RTU: the only case that makes the agent privileged.
+    let rtu = find(&renders["modbus-rtu"], "DaemonSet", "ambit-agent")?;
+    assert_eq!(
+        rtu["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
+        true
+    );
+    Ok(())
+}
+
+/// Files that are copies or generated: the chart's CRDs and alert rules,
+/// the dashboards' JSON.
+#[test]
+fn generated_and_copied_files_are_current() -> anyhow::Result<()> {
+    let crds = chart_dir().join("crds");
+    for (file, yaml) in ambit_crds::manifests()? {
+        let copy = std::fs::read_to_string(crds.join(&file)).unwrap_or_default();
+        assert!(
+            copy == yaml,
+            "deploy/helm/ambit/crds/{file} is stale: run `make crds` and commit"
+        );
+    }
+    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/ambit-alerts.yaml"))?;
+    let copy = std::fs::read_to_string(chart_dir().join("files/ambit-alerts.yaml"))?;
+    assert!(
+        rules == copy,
+        "deploy/helm/ambit/files/ambit-alerts.yaml is stale: copy deploy/prometheus/ambit-alerts.yaml"
+    );
+    let output = Command::new("python3")
+        .arg(repo().join("deploy/grafana/generate.py"))
+        .arg("--check")
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// The alerting rules load and pass their unit tests.
+#[test]
+fn alert_rules_load_and_pass_promtool_tests() -> anyhow::Result<()> {
+    let dir = repo().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "ambit-alerts.yaml"],
+        ["test", "rules", "ambit-alerts.test.yaml"],
+    ] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()?;
+        assert!(
+            output.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn set(name: &str, handler: &str, details: Value, extra: Value) -> anyhow::Result<DeviceSet> {
+    let mut spec = json!({
+        "discovery": { "handler": handler, "details": details, "gracePeriodSeconds": 60 },
+        "capacity": 1,
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if k == "properties" {
+                spec["discovery"]["properties"] = v.clone();
+            } else {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
+        "metadata": { "name": name }, "spec": spec,
+    }))?)
+}
+
+fn broker(container: Value) -> Value {
+    json!({ "broker": { "pod": { "containers": [container] } } })
+}
+
+/// Rewrites every `for:` of the rules to one second, so staged conditions
+/// fire within the test.
+fn quick_rules(dir: &Path) -> anyhow::Result<PathBuf> {
+    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/ambit-alerts.yaml"))?;
+    let quick: String = rules
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 1s", &line[..line.len() - line.trim_start().len()]),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.join("ambit-alerts-quick.yaml");
+    std::fs::write(&path, quick)?;
+    Ok(path)
+}
+
+async fn wait_firing(
+    prometheus: &Prometheus,
+    alert: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let firing = prometheus.firing().await?;
+        if firing.iter().any(|(name, l)| {
+            name == alert && labels.iter().all(|(k, v)| l[*k].as_str() == Some(*v))
+        }) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{alert} {labels:?} did not fire within {TIMEOUT:?}; firing: {firing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let (_, text) = ambit_tests::http_get(port, "/metrics").await?;
+    Ok(ambit_tests::metrics::sum_samples(&text, name, labels))
+}
+
+async fn wait_metric(
+    port: u16,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    // Connection errors count as "not yet": the process may still be starting.
+    while metric(port, name, labels).await.unwrap_or(0.0) < at_least {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{name}{labels:?} did not reach {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The chart's RBAC is all a real agent and controller need; Prometheus
+/// scrapes them, every alert fires when its condition is staged, and every
+/// dashboard panel query returns data.
+#[tokio::test]
+async fn alerts_fire_and_every_panel_shows_data() -> anyhow::Result<()> {
+    let env = TestEnv::new("alerts").await?;
+    let ns = env.namespace.clone();
+    let cp = env.control_plane;
+    ambit_tests::crds::install(&env.client).await?;
+    env.wait_for_default_service_account().await?;
+
+    // The chart's ServiceAccounts and RBAC, applied for real.
+    let release = format!("r{}", ns.len() + ns.bytes().map(usize::from).sum::<usize>());
+    let helm = helm().await?;
+    let values = format!(
+        "agent: {{propertySources: {{namespaces: [{{namespace: {ns}, secrets: [creds]}}]}}}}\n"
+    );
+    let objects = render(&helm, &release, &ns, &values)?;
+    for object in &objects {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ]
+        .contains(&kind)
+        {
+            apply(&env.client, &ns, object, true).await?;
+        }
+    }
+    let identity = |component: &str| {
+        cp.kubeconfig_for(
+            &format!("system:serviceaccount:{ns}:{release}-{component}"),
+            &[
+                "system:serviceaccounts",
+                &format!("system:serviceaccounts:{ns}"),
+            ],
+        )
+    };
+    let agent_kubeconfig = identity("agent")?.display().to_string();
+    let controller_kubeconfig = identity("controller")?;
+
+    // Two KWOK nodes with an agent each (and an external handler on the
+    // first), the controller: all with the chart's rights only.
+    let agent_binary = Controller::sibling_binary(HELM_BIN, "ambit-agent")?;
+    let mut agents = vec![];
+    for i in 0..2 {
+        let node = nodes::create(&env.client, &format!("{ns}-{i}"), 1, &[])
+            .await?
+            .remove(0);
+        let env_vars = [("KUBECONFIG", agent_kubeconfig.as_str())];
+        agents.push(Agent::start_with_env(
+            cp,
+            &agent_binary,
+            &node,
+            &ns,
+            &env_vars,
+        )?);
+    }
+    for agent in &agents {
+        agent.wait_ready().await?;
+    }
+    let handler_binary = Controller::sibling_binary(HELM_BIN, "ambit-handler")?;
+    let mut external = ExternalHandler::start(cp, &handler_binary, &agents[0], "echo-ext")?;
+    let controller_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new(Controller::sibling_binary(HELM_BIN, "ambit-controller")?);
+    cmd.env("KUBECONFIG", &controller_kubeconfig)
+        .env("RUST_LOG", "info,ambit=debug")
+        .env("AMBIT_NAMESPACE", &ns)
+        .env("AMBIT_LEASE_NAMESPACE", &ns)
+        .env("AMBIT_POD_NAME", "c1")
+        .env("AMBIT_LEASE_DURATION", "6s")
+        .env("AMBIT_METRICS_ADDR", format!("127.0.0.1:{controller_port}"));
+    let mut controller = cp.spawn_process("controller-chart-rbac", cmd)?;
+    wait_metric(controller_port, "ambit_controller_leader", &[], 1.0)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; its log:\n{}",
+                ambit_tests::process::tail(controller.log(), 40)
+            )
+        })?;
+
+    // Prometheus, with the rules' `for:` shortened.
+    let rules = quick_rules(&cp.dir)?;
+    let agent_targets = agents
+        .iter()
+        .map(|a| format!("127.0.0.1:{}", a.metrics_port))
+        .collect();
+    let jobs = [
+        Job {
+            name: "ambit-agent".into(),
+            targets: agent_targets,
+        },
+        Job {
+            name: "ambit-controller".into(),
+            targets: vec![format!("127.0.0.1:{controller_port}")],
+        },
+    ];
+    let prometheus = Prometheus::start(cp, &format!("prometheus-{ns}"), &jobs, &[rules]).await?;
+
+    // The staged conditions.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "creds" }, "stringData": { "token": "s3cret" },
+    }))?;
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let other: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "not-granted" }, "stringData": { "token": "x" },
+    }))?;
+    env.api::<Secret>()
+        .create(&PostParams::default(), &other)
+        .await?;
+    let token = |secret: &str| json!([{ "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": secret, "key": "token" } } }]);
+    let sets: Api<DeviceSet> = env.api();
+    let container = json!({ "name": "broker", "image": "example/broker:1" });
+    let unschedulable = json!({ "name": "broker", "image": "example/broker:1",
+        "resources": { "limits": { "example.com/never": "1" } } });
+    let invalid = json!({ "name": "Not_A_DNS_Label", "image": "example/broker:1" });
+    let mut with_secret = broker(container.clone());
+    with_secret["properties"] = token("creds");
+    for set in [
+        // Shared, capacity 1, seen by two nodes: slots exhausted; flapped below.
+        set(
+            "flappy",
+            "debug-echo",
+            json!({ "shared": true, "devices": ["f1", "f2"] }),
+            with_secret,
+        )?,
+        set(
+            "never-ready",
+            "debug-echo",
+            json!({ "devices": ["n1"] }),
+            broker(unschedulable),
+        )?,
+        set(
+            "bad-broker",
+            "debug-echo",
+            json!({ "devices": ["b1"] }),
+            broker(invalid),
+        )?,
+        set(
+            "broken",
+            "debug-echo",
+            json!({ "count": "many" }),
+            json!({}),
+        )?,
+        set(
+            "forbidden",
+            "debug-echo",
+            json!({ "devices": ["x1"] }),
+            json!({ "properties": token("not-granted") }),
+        )?,
+        set("ext", "echo-ext", json!({ "devices": ["e1"] }), json!({}))?,
+    ] {
+        sets.create(&PostParams::default(), &set).await?;
+    }
+
+    // The agent read the granted Secret (the digest of the properties
+    // reached the Devices) and was refused the other one.
+    let devices: Api<Device> = env.api();
+    wait::list_until(
+        &devices,
+        TIMEOUT,
+        "flappy's Devices with the Secret's digest",
+        |ds| {
+            ds.iter()
+                .filter(|d| d.spec.device_set == "flappy")
+                .filter(|d| d.spec.properties.contains_key(ambit_debug_echo_digest()))
+                .count()
+                == 2
+        },
+    )
+    .await?;
+    wait::until(
+        &sets,
+        "forbidden",
+        TIMEOUT,
+        "a forbidden Secret reported",
+        |s: Option<&DeviceSet>| {
+            s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
+                st.nodes.iter().any(|n| {
+                    n.last_error.contains("not-granted") && n.last_error.contains("forbidden")
+                })
+            })
+        },
+    )
+    .await?;
+
+    // Flap f1 on the first node four times, once Prometheus has seen the
+    // counter at zero (increase() cannot count what came before a series'
+    // first sample).
+    prometheus
+        .wait_for(
+            r#"ambit_agent_device_presence_changes_total{device_set="flappy", change="returned"} == 0"#,
+            TIMEOUT,
+        )
+        .await?;
+    let port = agents[0].metrics_port;
+    let flappy = |change| [("device_set", "flappy"), ("change", change)];
+    for i in 1..=4 {
+        agents[0].set_offline(&["f1"])?;
+        wait_metric(
+            port,
+            "ambit_agent_device_presence_changes_total",
+            &flappy("vanished"),
+            f64::from(i),
+        )
+        .await?;
+        agents[0].set_offline(&[])?;
+        wait_metric(
+            port,
+            "ambit_agent_device_presence_changes_total",
+            &flappy("returned"),
+            f64::from(i),
+        )
+        .await?;
+    }
+
+    for (alert, labels) in [
+        (
+            "AmbitDiscoveryErrors",
+            vec![("handler", "debug-echo"), ("category", "invalid_details")],
+        ),
+        ("AmbitDevicesFlapping", vec![("device_set", "flappy")]),
+        ("AmbitBrokersNotReady", vec![("device_set", "never-ready")]),
+        ("AmbitSlotsExhausted", vec![("device_set", "flappy")]),
+        (
+            "AmbitControllerReconcileErrors",
+            vec![("category", "create_pod")],
+        ),
+    ] {
+        wait_firing(&prometheus, alert, &labels).await?;
+        eprintln!("fired: {alert} {labels:?}");
+    }
+    let firing = prometheus.firing().await?;
+    for quiet in [
+        "AmbitControllerNoLeader",
+        "AmbitHandlerDown",
+        "AmbitAgentAPIErrors",
+    ] {
+        assert!(
+            !firing.iter().any(|(name, _)| name == quiet),
+            "{quiet} fires while all is well: {firing:?}"
+        );
+    }
+
+    // Every panel query of every dashboard returns data.
+    let checked = check_dashboards(&prometheus).await?;
+    eprintln!("panel queries checked: {checked}");
+
+    // A handler killed; the controller killed.
+    external.kill();
+    wait_firing(
+        &prometheus,
+        "AmbitHandlerDown",
+        &[("handler", "echo-ext"), ("kind", "external")],
+    )
+    .await?;
+    eprintln!("fired: AmbitHandlerDown");
+    controller.kill();
+    wait_firing(&prometheus, "AmbitControllerNoLeader", &[]).await?;
+    eprintln!("fired: AmbitControllerNoLeader");
+
+    // Nothing the agents or controller did was refused by the chart's RBAC
+    // (the one refusal staged above aside).
+    for (name, log) in agents.iter().map(|a| (a.node.clone(), a.log())).chain([(
+        "controller".to_owned(),
+        ambit_tests::process::tail(controller.log(), 400),
+    )]) {
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("forbidden") && !l.contains("not-granted"))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{name} was refused by RBAC:\n{}",
+            refused.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn ambit_debug_echo_digest() -> &'static str {
+    "DEBUG_ECHO_PROPERTIES_DIGEST"
+}
+
+/// Evaluates every target of every panel of deploy/grafana/*.json with the
+/// variables substituted (each query variable resolved from Prometheus,
+/// "All" as every value), and fails on any that returns no data (or NaN).
+/// Returns how many queries were checked.
+async fn check_dashboards(prometheus: &Prometheus) -> anyhow::Result<usize> {
+    let mut checked = 0;
+    let mut empty = vec![];
+    for file in ["ambit-overview.json", "ambit-agent.json"] {
+        let text = std::fs::read_to_string(repo().join("deploy/grafana").join(file))?;
+        let dashboard: Value = serde_json::from_str(&text)?;
+        let mut vars: Vec<(String, String)> = vec![
+            ("__rate_interval".into(), "30s".into()),
+            ("__range".into(), "10m".into()),
+        ];
+        for variable in dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if variable["type"] != "query" {
+                continue;
+            }
+            let name = variable["name"].as_str().unwrap_or_default().to_owned();
+            let query = substitute(variable["query"].as_str().unwrap_or_default(), &vars);
+            let inner = query
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')'))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{file}: variable {name}: unexpected query {query}")
+                })?;
+            let (selector, label) = inner
+                .rsplit_once(',')
+                .ok_or_else(|| anyhow::anyhow!("{file}: variable {name}: no label in {query}"))?;
+            let mut values = prometheus
+                .label_values(label.trim(), selector.trim())
+                .await?;
+            values.sort();
+            anyhow::ensure!(
+                !values.is_empty(),
+                "{file}: variable {name} has no values ({query})"
+            );
+            let value = if variable["multi"] == true {
+                values.join("|")
+            } else {
+                values[0].clone()
+            };
+            vars.push((name, value));
+        }
+        // Longest names first, so `$node` never eats part of `$nodes`.
+        vars.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = substitute(target["expr"].as_str().unwrap_or_default(), &vars);
+                let result = prometheus.query(&expr).await?;
+                checked += 1;
+                let values: Vec<&str> = result
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["value"][1].as_str())
+                    .collect();
+                if values.is_empty() || values.iter().all(|v| *v == "NaN") {
+                    empty.push(format!("{file}: {}: {expr}", panel["title"]));
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        empty.is_empty(),
+        "panel queries without data:\n{}",
+        empty.join("\n")
+    );
+    Ok(checked)
+}
+
+fn substitute(text: &str, vars: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = vars.iter().collect();
+    sorted.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    let mut out = text.to_owned();
+    for (name, value) in sorted {
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    out
+}

@@ -16,6 +16,7 @@ mod config;
 pub mod desired;
 mod devices;
 mod discovery;
+pub mod dra;
 mod events;
 mod handlers;
 pub mod kubelet;
@@ -53,6 +54,9 @@ pub enum Error {
     /// The registration socket could not be served.
     #[error("failed to serve the registration socket: {0}")]
     Registration(#[source] ambit_discovery::TransportError),
+    /// The kubelet DRA plugin's sockets could not be served.
+    #[error("failed to serve the DRA plugin's sockets: {0}")]
+    DraPlugin(#[source] ambit_discovery::TransportError),
     /// The metrics endpoint could not be served.
     #[error("failed to serve /metrics on {addr}: {source}")]
     Http {
@@ -138,7 +142,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
 
     // What this node offers pods, for the kubelet and the container runtime.
     let offers = offers::follow(client.clone(), namespace.clone(), node_name.clone());
-    let _ = offers;
+    let access = &args.access;
+    dra::spawn(
+        client.clone(),
+        dra::Settings {
+            node: node_name.clone(),
+            publish: access.dra,
+            registry_dir: (access.dra && !access.plugins_registry_dir.as_os_str().is_empty())
+                .then(|| access.plugins_registry_dir.clone()),
+            plugin_dir: access.dra_plugin_dir.clone(),
+        },
+        offers.clone(),
+    )
+    .map_err(Error::DraPlugin)?;
 
     let (ready, ready_rx) = watch::channel(false);
     let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);

@@ -170,7 +170,14 @@ mod tests {
         assert!(Offer::of(&device(&["b"]), "a").is_none());
         let offer = Offer::of(&device(&["b", "a"]), "a");
         let offer = offer.as_ref();
-        assert_eq!(offer.map(|o| o.nodes.clone()), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(offer.map(Offer::slots), Some(1), "capacity 0 still has a slot");
+        assert_eq!(
+            offer.map(|o| o.nodes.clone()),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            offer.map(Offer::slots),
+            Some(1),
+            "capacity 0 still has a slot"
+        );
     }
 }

@@ -192,6 +192,11 @@ pub fn broker_pod(device: &Device, set: &DeviceSet, template: &PodSpec, node: &s
 fn broker_pod_spec(device: &Device, set: &DeviceSet, template: &PodSpec, node: &str) -> PodSpec {
     let mut spec = template.clone();
     pin_to_nodes(&mut spec, &[node]);
+    crate::access::apply(
+        &mut spec,
+        device,
+        set.spec.broker.as_ref().and_then(|b| b.access),
+    );
     let env = device_env(device, set, Some(node));
     for container in spec
         .containers

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::resource::v1::{ResourceClaimTemplate, ResourceSlice};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -50,6 +51,10 @@ pub struct Stores {
     pub services: Store<Service>,
     /// Nodes.
     pub nodes: Store<Node>,
+    /// ResourceClaimTemplates of DRA brokers.
+    pub claim_templates: Store<ResourceClaimTemplate>,
+    /// The ResourceSlices of shared devices (this controller's namespace's).
+    pub slices: Store<ResourceSlice>,
 }
 
 /// Lookups over the caches (see [`crate::index`]).
@@ -157,8 +162,15 @@ impl Context {
                 ],
             ),
             jobs: reflect(api(&client, ns), owned.clone(), &mut drivers, vec![]),
-            services: reflect(api(&client, ns), owned, &mut drivers, vec![]),
+            services: reflect(api(&client, ns), owned.clone(), &mut drivers, vec![]),
             nodes: reflect(Api::all(client.clone()), all(), &mut drivers, vec![]),
+            claim_templates: reflect(api(&client, ns), owned, &mut drivers, vec![]),
+            slices: reflect(
+                Api::all(client.clone()),
+                watcher::Config::default().labels(&crate::slices::selector(ns)),
+                &mut drivers,
+                vec![],
+            ),
         };
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -192,6 +204,8 @@ impl Context {
             s.jobs.wait_until_ready(),
             s.services.wait_until_ready(),
             s.nodes.wait_until_ready(),
+            s.claim_templates.wait_until_ready(),
+            s.slices.wait_until_ready(),
         );
     }
 

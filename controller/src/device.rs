@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambit_crds::conditions::{self, AVAILABLE};
-use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_crds::v1alpha1::{Access, Device, DeviceSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::resource::v1::ResourceClaimTemplate;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -167,7 +168,15 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    // 3. What runs for it.
+    // 3. Where pods can claim it (DRA), and what runs for it.
+    let nodes: Vec<String> = device
+        .status
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter(|n| !stale.contains(&n.node))
+        .map(|n| n.node.clone())
+        .collect();
+    crate::slices::sync(ctx, device, &nodes).await?;
     if let Some(set) = set {
         if let Some(after) = brokers(ctx, device, &set).await? {
             soonest(after);
@@ -268,6 +277,9 @@ async fn brokers(
     let Some(template) = &broker.pod else {
         return Ok(None);
     };
+    if broker.access == Some(Access::Dra) {
+        ensure_claim_template(ctx, device, set).await?;
+    }
 
     let owned: Vec<Arc<Pod>> =
         Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_owner.get(&uid));
@@ -285,7 +297,10 @@ async fn brokers(
     // A pod bound to a node that no longer exists has no kubelet to finish
     // its deletion: without a force delete it would hold its slot until the
     // pod garbage collector comes round (40 s or more).
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_some()) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+    {
         if on_deleted_node(ctx, pod) {
             force_delete(&api, &pod.name_any()).await?;
         }
@@ -384,6 +399,49 @@ async fn brokers(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// Creates the ResourceClaimTemplate DRA broker pods claim the device
+/// through, unless the cache has it (it never changes: the Device's name
+/// and namespace are all it says).
+async fn ensure_claim_template(
+    ctx: &Context,
+    device: &Device,
+    set: &DeviceSet,
+) -> Result<(), Error> {
+    let namespace = device.namespace().unwrap_or_default();
+    let name = crate::access::template_name(device);
+    if ctx
+        .stores
+        .claim_templates
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .is_some()
+        || ctx.awaited(&format!("template:{namespace}/{name}"), false)
+    {
+        return Ok(());
+    }
+    let api: Api<ResourceClaimTemplate> = Api::namespaced(ctx.client.clone(), &namespace);
+    let template = crate::access::claim_template(device, &set.name_any());
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &template,
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.expect(format!("template:{namespace}/{name}"));
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(source) => Err(Error::CreateClaimTemplate {
+            template: name,
+            source,
+        }),
+    }
 }
 
 /// Whether `pod` is bound to a node whose Node object is gone.

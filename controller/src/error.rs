@@ -48,6 +48,30 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// Applying a shared device's ResourceSlice failed.
+    #[error("failed to apply ResourceSlice {slice}: {source}")]
+    ApplySlice {
+        /// The slice.
+        slice: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Deleting a ResourceSlice failed.
+    #[error("failed to delete ResourceSlice {slice}: {source}")]
+    DeleteSlice {
+        /// The slice.
+        slice: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Creating a DRA broker's ResourceClaimTemplate failed.
+    #[error("failed to create ResourceClaimTemplate {template}: {source}")]
+    CreateClaimTemplate {
+        /// The template.
+        template: String,
+        /// The API error.
+        source: kube::Error,
+    },
     /// Creating or replacing a broker Job failed.
     #[error("failed to apply broker Job {job}: {source}")]
     ApplyJob {
@@ -84,6 +108,9 @@ impl Error {
             Self::CreatePod { .. } => "create_pod",
             Self::DeletePod { .. } => "delete_pod",
             Self::ApplyJob { .. } => "apply_job",
+            Self::ApplySlice { .. } => "apply_slice",
+            Self::DeleteSlice { .. } => "delete_slice",
+            Self::CreateClaimTemplate { .. } => "create_claim_template",
             Self::ApplyService { .. } => "apply_service",
             Self::SetStatus { .. } => "set_status",
         }

@@ -12,6 +12,7 @@
 //! See `docs/controller.md` for the rules (capacity, placement, node loss,
 //! grace, failover) and the metrics.
 
+mod access;
 mod brokers;
 mod config;
 mod context;
@@ -22,6 +23,7 @@ mod index;
 mod labels;
 mod metrics;
 mod set;
+mod slices;
 mod summary;
 mod workloads;
 
@@ -174,6 +176,7 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
     }
     let ns = settings.namespace.as_deref();
     let owned = || watcher::Config::default().labels(labels::SET);
+    let ctx_for_sweep = ctx.clone();
 
     let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
     let devices_of_node = ctx.stores.devices.clone();
@@ -233,7 +236,25 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
         .run(set::reconcile, set::error_policy, ctx)
         .for_each(|_| async {});
 
-    futures::join!(drivers, device_controller, set_controller);
+    // Shared devices' ResourceSlices whose Device is gone (cluster-scoped
+    // objects cannot be garbage-collected with a namespaced owner).
+    let sweeper = {
+        let ctx = ctx_for_sweep;
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(error) = slices::sweep(&ctx).await {
+                    tracing::warn!(%error, "failed to delete stale ResourceSlices");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = async { futures::join!(drivers, device_controller, set_controller) } => {}
+        () = sweeper => {}
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

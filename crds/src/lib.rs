@@ -7,6 +7,7 @@
 //! fails when the committed files are stale.
 
 pub mod conditions;
+pub mod dra;
 pub mod names;
 pub mod v1alpha1;
 

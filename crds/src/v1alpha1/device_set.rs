@@ -174,6 +174,25 @@ pub struct Broker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::embedded::<Option<JobSpec>>")]
     pub job: Option<JobSpec>,
+
+    /// How each broker pod gets its device. Unset: the device's properties
+    /// in its environment only (enough for network devices). `DevicePlugin`:
+    /// its first container also requests one slot of the kubelet resource
+    /// `ambit.dev/<device>` (device nodes, mounts, CDI). `DRA`: the pod gets
+    /// a ResourceClaim for exactly its device, allocated by the scheduler
+    /// from Ambit's ResourceSlices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// How a broker pod gets its device.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The kubelet device plugin resource `ambit.dev/<device>`.
+    DevicePlugin,
+    /// Dynamic Resource Allocation: a ResourceClaim for the device.
+    #[serde(rename = "DRA")]
+    Dra,
 }
 
 /// The observed state of a DeviceSet.

@@ -8,7 +8,7 @@ pub use device::{
     Allocation, Device, DeviceNode, DeviceNodeStatus, DeviceSpec, DeviceStatus, Mount,
 };
 pub use device_set::{
-    Broker, DeviceSet, DeviceSetNodeStatus, DeviceSetSpec, DeviceSetStatus, Discovery,
+    Access, Broker, DeviceSet, DeviceSetNodeStatus, DeviceSetSpec, DeviceSetStatus, Discovery,
     DiscoveryProperty, HandlerState, PropertySource,
 };
 pub use schema::Details;

@@ -270,6 +270,9 @@ async fn brokers(
     };
     let namespace = device.namespace().unwrap_or_default();
     let uid = device.uid().unwrap_or_default();
+    if broker.access == Some(Access::Dra) {
+        ensure_claim_template(ctx, device, set).await?;
+    }
     if let Some(job) = &broker.job {
         ensure_job(ctx, device, set, job).await?;
         return Ok(None);
@@ -277,9 +280,6 @@ async fn brokers(
     let Some(template) = &broker.pod else {
         return Ok(None);
     };
-    if broker.access == Some(Access::Dra) {
-        ensure_claim_template(ctx, device, set).await?;
-    }
 
     let owned: Vec<Arc<Pod>> =
         Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_owner.get(&uid));

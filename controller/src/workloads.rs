@@ -38,6 +38,7 @@ pub fn job(device: &Device, set: &DeviceSet, template: &JobSpec) -> Job {
     if !nodes.is_empty() {
         pin_to_nodes(pod, &nodes);
     }
+    crate::access::apply(pod, device, set.spec.broker.as_ref().and_then(|b| b.access));
     let env = device_env(device, set, None);
     for container in pod
         .containers

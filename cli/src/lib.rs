@@ -1,6 +1,7 @@
 //! `ambit`, the command-line tool: one subcommand per module.
 
 mod crds;
+mod devices;
 mod discover;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,9 @@ pub struct Args {
 enum Command {
     /// Print the CustomResourceDefinitions of Ambit's API, or write one file per CRD.
     Crds(crds::CrdsArgs),
+    /// List the Devices of a namespace (or all), with the nodes that see
+    /// them, their slots in use and whether they are Available.
+    Devices(devices::DevicesArgs),
     /// Run a DeviceSet's discovery locally, with no cluster, and print the
     /// devices it would create.
     Discover(discover::DiscoverArgs),
@@ -27,6 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { command } = args;
     match command {
         Command::Crds(args) => crds::run(args),
+        Command::Devices(args) => devices::run(args).await,
         Command::Discover(args) => discover::run(args).await,
     }
 }

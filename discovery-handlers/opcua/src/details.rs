@@ -13,17 +13,29 @@
 //!   concurrency: 16                      # servers asked at once
 //!   maxServers: 1000                     # servers kept from one answer, and in all
 //!   maxMessageSize: 1048576              # bytes a server may answer with
+//!   session:                             # optional: also log in, with discovery.properties
+//!     securityPolicy: Basic256Sha256     # as OPCUA_ENDPOINT_<n>_SECURITY_POLICY says
+//!     securityMode: SignAndEncrypt
+//!     required: true                     # only servers that accept the session are devices
 //! ```
+//!
+//! `discovery.properties` may give `username` and `password` (a UserName
+//! identity; anonymous without them) and `clientCertificate` and
+//! `clientPrivateKey` (PEM; the application instance certificate a signed or
+//! encrypted channel needs); they are read only with `session`.
 //!
 //! Every error names its field, e.g. `discoveryUrls[1]: "http://x/" is not
 //! an opc.tcp URL (e.g. opc.tcp://10.0.0.5:4840/)`; `docs/handlers/opcua.md`
 //! lists them.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use ambit_discovery::{DiscoverRequest, DiscoveryError};
 use glob::Pattern;
-use opcua::types::ApplicationType;
+use opcua::crypto::{PrivateKey, SecurityPolicy, X509};
+use opcua::types::{ApplicationType, MessageSecurityMode};
 use serde::Deserialize;
 
 use crate::url::OpcUrl;
@@ -67,7 +79,32 @@ struct Details {
     concurrency: Option<usize>,
     max_servers: Option<usize>,
     max_message_size: Option<usize>,
+    session: Option<SessionSpec>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SessionSpec {
+    security_policy: Option<String>,
+    security_mode: Option<String>,
+    application_uri: Option<String>,
+    #[serde(default)]
+    required: bool,
+}
+
+/// The handler's application URI as an OPC UA client, unless
+/// `session.applicationUri` gives the one its client certificate names.
+pub const DEFAULT_APPLICATION_URI: &str = "urn:ambit.dev:discovery:opcua";
+
+/// The property names the handler reads (with `session` only).
+pub const USERNAME: &str = "username";
+/// See [`USERNAME`].
+pub const PASSWORD: &str = "password";
+/// See [`USERNAME`].
+pub const CLIENT_CERTIFICATE: &str = "clientCertificate";
+/// See [`USERNAME`].
+pub const CLIENT_PRIVATE_KEY: &str = "clientPrivateKey";
+const PROPERTIES: [&str; 4] = [USERNAME, PASSWORD, CLIENT_CERTIFICATE, CLIENT_PRIVATE_KEY];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +145,38 @@ pub(crate) struct Plan {
     pub concurrency: usize,
     pub max_servers: usize,
     pub max_message_size: usize,
+    pub session: Option<SessionPlan>,
+}
+
+/// How to open a session with each server found.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionPlan {
+    pub policy: SecurityPolicy,
+    pub mode: MessageSecurityMode,
+    pub required: bool,
+    pub application_uri: String,
+    pub credentials: Credentials,
+}
+
+/// Credentials from `discovery.properties`. `Debug` shows none of them.
+#[derive(Clone, Default)]
+pub(crate) struct Credentials {
+    /// User name and password.
+    pub user: Option<(String, String)>,
+    /// The client's application instance certificate and private key, PEM.
+    pub certificate: Option<(String, String)>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user.as_ref().map(|_| "<redacted>"))
+            .field(
+                "certificate",
+                &self.certificate.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Plan {
@@ -120,10 +189,10 @@ impl Plan {
 /// Validates a request's details into a [`Plan`].
 pub(crate) fn plan(request: &DiscoverRequest) -> Result<Plan, DiscoveryError> {
     let details: Details = request.details_as()?;
-    validate(details).map_err(DiscoveryError::InvalidDetails)
+    validate(details, &request.properties).map_err(DiscoveryError::InvalidDetails)
 }
 
-fn validate(details: Details) -> Result<Plan, String> {
+fn validate(details: Details, properties: &BTreeMap<String, String>) -> Result<Plan, String> {
     if details.discovery_urls.is_empty() {
         return Err(
             "discoveryUrls: name at least one server or Local Discovery Server (e.g. opc.tcp://10.0.0.5:4840/)"
@@ -208,7 +277,95 @@ fn validate(details: Details) -> Result<Plan, String> {
         concurrency,
         max_servers,
         max_message_size,
+        session: session(details.session, properties)?,
     })
+}
+
+/// The session section and the properties it reads.
+fn session(
+    spec: Option<SessionSpec>,
+    properties: &BTreeMap<String, String>,
+) -> Result<Option<SessionPlan>, String> {
+    if let Some(unknown) = properties
+        .keys()
+        .find(|key| !PROPERTIES.contains(&key.as_str()))
+    {
+        return Err(format!(
+            "properties: the opcua handler reads no property {unknown:?} (it reads {})",
+            PROPERTIES.join(", ")
+        ));
+    }
+    let Some(spec) = spec else {
+        return match properties.keys().next() {
+            Some(name) => Err(format!(
+                "properties: {name:?} is read only to open a session; add details.session, or remove the property"
+            )),
+            None => Ok(None),
+        };
+    };
+    let policy_name = spec.security_policy.as_deref().unwrap_or("None");
+    let policy = SecurityPolicy::from_uri(&format!(
+        "http://opcfoundation.org/UA/SecurityPolicy#{policy_name}"
+    ));
+    if policy == SecurityPolicy::Unknown {
+        return Err(format!(
+            "session.securityPolicy: {policy_name:?} is not a security policy (None, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss, Basic256, Basic128Rsa15)"
+        ));
+    }
+    let mode = match spec.security_mode.as_deref().unwrap_or("None") {
+        "None" => MessageSecurityMode::None,
+        "Sign" => MessageSecurityMode::Sign,
+        "SignAndEncrypt" => MessageSecurityMode::SignAndEncrypt,
+        other => {
+            return Err(format!(
+                "session.securityMode: {other:?} is not a security mode (None, Sign, SignAndEncrypt)"
+            ));
+        }
+    };
+    if (policy == SecurityPolicy::None) != (mode == MessageSecurityMode::None) {
+        return Err(
+            "session: securityPolicy None goes with securityMode None, and any other policy with Sign or SignAndEncrypt"
+                .to_owned(),
+        );
+    }
+    let pair = |first: &str, second: &str| match (properties.get(first), properties.get(second)) {
+        (Some(a), Some(b)) => Ok(Some((a.clone(), b.clone()))),
+        (None, None) => Ok(None),
+        _ => Err(format!(
+            "properties: give both {first} and {second}, or neither"
+        )),
+    };
+    let user = pair(USERNAME, PASSWORD)?;
+    let certificate = pair(CLIENT_CERTIFICATE, CLIENT_PRIVATE_KEY)?;
+    let application_uri = spec
+        .application_uri
+        .unwrap_or_else(|| DEFAULT_APPLICATION_URI.to_owned());
+    if let Some((cert, key)) = &certificate {
+        let cert = X509::from_pem(cert.as_bytes()).map_err(|_| {
+            format!("properties: {CLIENT_CERTIFICATE} is not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)")
+        })?;
+        PrivateKey::from_pem(key.as_bytes()).map_err(|_| {
+            format!("properties: {CLIENT_PRIVATE_KEY} is not a PEM RSA private key (-----BEGIN PRIVATE KEY-----)")
+        })?;
+        // Servers check that the client's certificate names the application
+        // URI the client gives.
+        if cert.is_application_uri_valid(&application_uri).is_err() {
+            return Err(format!(
+                "session.applicationUri: the client certificate does not name {application_uri:?} as its URI (subjectAltName); give the URI it names"
+            ));
+        }
+    } else if mode != MessageSecurityMode::None {
+        return Err(format!(
+            "session: securityMode {mode:?} needs a client certificate: give the properties {CLIENT_CERTIFICATE} and {CLIENT_PRIVATE_KEY} (PEM)"
+        ));
+    }
+    Ok(Some(SessionPlan {
+        policy,
+        mode,
+        required: spec.required,
+        application_uri,
+        credentials: Credentials { user, certificate },
+    }))
 }
 
 fn application_type(name: &str) -> Result<ApplicationType, String> {

@@ -135,3 +135,95 @@ fn errors_name_the_field() {
     let error = plan_of(json!({ "discoveryUrls": many })).unwrap_err();
     assert!(error.contains("at most 256"), "{error}");
 }
+
+fn plan_with(details: serde_json::Value, properties: &[(&str, &str)]) -> Result<Plan, String> {
+    let mut request = DiscoverRequest::new(details);
+    request.properties = properties
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    plan(&request).map_err(|error| error.message().to_owned())
+}
+
+#[test]
+fn a_session_reads_credentials_from_properties() {
+    let details = json!({ "discoveryUrls": ["opc.tcp://x/"], "session": { "required": true } });
+    let plan = plan_with(details, &[("username", "op"), ("password", "pw")]).unwrap();
+    let session = plan.session.unwrap();
+    assert!(session.required);
+    assert_eq!(session.policy, SecurityPolicy::None);
+    assert_eq!(session.mode, MessageSecurityMode::None);
+    assert_eq!(session.application_uri, DEFAULT_APPLICATION_URI);
+    assert_eq!(session.credentials.user, Some(("op".into(), "pw".into())));
+    let shown = format!("{:?}", session.credentials);
+    assert!(!shown.contains("pw") && !shown.contains("op"), "{shown}");
+
+    let plan = plan_of(json!({ "discoveryUrls": ["opc.tcp://x/"], "session": {} })).unwrap();
+    let session = plan.session.unwrap();
+    assert!(!session.required && session.credentials.user.is_none());
+    assert!(
+        plan_of(json!({ "discoveryUrls": ["opc.tcp://x/"] }))
+            .unwrap()
+            .session
+            .is_none()
+    );
+}
+
+#[test]
+fn session_errors_name_the_field_or_property() {
+    let url = json!(["opc.tcp://x/"]);
+    type Case = (
+        serde_json::Value,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: [Case; 8] = [
+        (
+            json!({ "discoveryUrls": url }),
+            &[("username", "op")],
+            "properties: \"username\" is read only to open a session",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": {} }),
+            &[("token", "t")],
+            "properties: the opcua handler reads no property \"token\"",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": {} }),
+            &[("username", "op")],
+            "properties: give both username and password",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": { "securityPolicy": "Basic512" } }),
+            &[],
+            "session.securityPolicy: \"Basic512\" is not a security policy",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": { "securityMode": "Encrypt" } }),
+            &[],
+            "session.securityMode: \"Encrypt\" is not a security mode",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": { "securityPolicy": "Basic256Sha256" } }),
+            &[],
+            "session: securityPolicy None goes with securityMode None",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": { "securityPolicy": "Basic256Sha256", "securityMode": "Sign" } }),
+            &[],
+            "session: securityMode Sign needs a client certificate",
+        ),
+        (
+            json!({ "discoveryUrls": url, "session": {} }),
+            &[("clientCertificate", "nope"), ("clientPrivateKey", "nope")],
+            "properties: clientCertificate is not a PEM X.509 certificate",
+        ),
+    ];
+    for (details, properties, expected) in cases {
+        let error = plan_with(details.clone(), properties).unwrap_err();
+        assert!(
+            error.contains(expected),
+            "{details}: {error:?} should contain {expected:?}"
+        );
+    }
+}

@@ -35,6 +35,14 @@ pub const APPLICATION_NAME: &str = "OPCUA_APPLICATION_NAME";
 pub const APPLICATION_TYPE: &str = "OPCUA_APPLICATION_TYPE";
 /// The server's product URI.
 pub const PRODUCT_URI: &str = "OPCUA_PRODUCT_URI";
+/// From the server's BuildInfo, read in a session (`details.session`).
+pub const MANUFACTURER_NAME: &str = "OPCUA_MANUFACTURER_NAME";
+/// From the server's BuildInfo, read in a session.
+pub const PRODUCT_NAME: &str = "OPCUA_PRODUCT_NAME";
+/// From the server's BuildInfo, read in a session.
+pub const SOFTWARE_VERSION: &str = "OPCUA_SOFTWARE_VERSION";
+/// From the server's BuildInfo, read in a session.
+pub const BUILD_NUMBER: &str = "OPCUA_BUILD_NUMBER";
 /// How many endpoints are listed (`OPCUA_ENDPOINT_0_...` up to `_<n-1>_`).
 pub const ENDPOINT_COUNT: &str = "OPCUA_ENDPOINT_COUNT";
 /// The distinct security policies of the endpoints, short names, comma-separated.
@@ -56,6 +64,8 @@ pub(crate) struct Found {
     pub via: OpcUrl,
     pub application: ApplicationDescription,
     pub endpoints: Vec<EndpointDescription>,
+    /// BuildInfo properties read in a session; empty without one.
+    pub build_info: BTreeMap<String, String>,
 }
 
 /// The Device for a found server.
@@ -136,6 +146,7 @@ pub(crate) fn device(found: &Found) -> Device {
         put(&key("SECURITY_LEVEL"), endpoint.security_level.to_string());
         put(&key("USER_TOKENS"), user_tokens(endpoint));
     }
+    properties.extend(found.build_info.clone());
     properties.retain(|_, value| !value.is_empty());
 
     Device {

@@ -67,6 +67,7 @@ fn found() -> Found {
                 9,
             ),
         ],
+        build_info: BTreeMap::new(),
     }
 }
 

@@ -49,6 +49,9 @@ pub(crate) struct Scanner {
     known: BTreeMap<OpcUrl, Vec<Candidate>>,
     silent_urls: BTreeSet<OpcUrl>,
     silent_servers: BTreeSet<OpcUrl>,
+    /// The last BuildInfo each server gave in a session, kept while an
+    /// optional session fails, so its properties do not flap.
+    build_infos: BTreeMap<OpcUrl, BTreeMap<String, String>>,
 }
 
 impl Scanner {
@@ -59,6 +62,7 @@ impl Scanner {
             known: BTreeMap::new(),
             silent_urls: BTreeSet::new(),
             silent_servers: BTreeSet::new(),
+            build_infos: BTreeMap::new(),
         }
     }
 
@@ -108,7 +112,7 @@ impl Scanner {
         }
 
         let this = &*self;
-        let checked: Vec<(OpcUrl, Result<Option<Found>, String>)> =
+        let checked: Vec<(OpcUrl, Result<Option<Checked>, String>)> =
             stream::iter(candidates.into_values().take(self.plan.max_servers))
                 .map(|candidate| async move {
                     let url = candidate.url.clone();
@@ -121,20 +125,32 @@ impl Scanner {
         let mut devices: BTreeMap<String, Device> = BTreeMap::new();
         for (url, result) in checked {
             match result {
-                Ok(found) => {
+                Ok(checked) => {
                     if self.silent_servers.remove(&url) {
-                        info!(%url, "server answers again");
+                        info!(%url, "server is back in the device set");
                     }
-                    if let Some(found) = found {
-                        let device = device::device(&found);
-                        devices.entry(device.id.clone()).or_insert(device);
+                    let Some(Checked { mut found, session }) = checked else {
+                        continue;
+                    };
+                    match session {
+                        Ok(build_info) => {
+                            if !build_info.is_empty() {
+                                self.build_infos.insert(url.clone(), build_info);
+                            }
+                        }
+                        Err(why) => {
+                            warn!(%url, %why, "session failed; the server stays a device (session.required is false)");
+                        }
                     }
+                    found.build_info = self.build_infos.get(&url).cloned().unwrap_or_default();
+                    let device = device::device(&found);
+                    devices.entry(device.id.clone()).or_insert(device);
                 }
                 Err(why) => {
                     if self.silent_servers.insert(url.clone()) {
-                        info!(%url, %why, "server does not answer; it leaves the device set");
+                        info!(%url, %why, "server leaves the device set");
                     } else {
-                        debug!(%url, %why, "server still does not answer");
+                        debug!(%url, %why, "server still out of the device set");
                     }
                 }
             }
@@ -142,6 +158,7 @@ impl Scanner {
         // Servers no discovery URL names any more are forgotten.
         let named: BTreeSet<&OpcUrl> = self.known.values().flatten().map(|c| &c.url).collect();
         self.silent_servers.retain(|url| named.contains(url));
+        self.build_infos.retain(|url, _| named.contains(url));
         debug!(servers = devices.len(), took = ?started.elapsed(), "look done");
         devices.into_values().collect()
     }
@@ -218,7 +235,7 @@ impl Scanner {
     /// Asks one candidate for its endpoints. `Ok(None)`: it answered but is
     /// not wanted (a FindServersOnNetwork record filtered out now that its
     /// description is known).
-    async fn check(&self, candidate: Candidate) -> Result<Option<Found>, String> {
+    async fn check(&self, candidate: Candidate) -> Result<Option<Checked>, String> {
         let endpoints = self.prober.get_endpoints(&candidate.url).await?;
         let application = match candidate.application {
             Some(application) => application,
@@ -235,13 +252,34 @@ impl Scanner {
                 application
             }
         };
-        Ok(Some(Found {
-            url: candidate.url,
-            via: candidate.via,
-            application,
-            endpoints,
+        // With a session: its BuildInfo, or why there is none.
+        let session = match self.prober.session_required() {
+            None => Ok(BTreeMap::new()),
+            Some(required) => match self.prober.build_info(&candidate.url, &endpoints).await {
+                Ok(build_info) => Ok(build_info),
+                Err(why) if required => return Err(format!("session required: {why}")),
+                Err(why) => Err(why),
+            },
+        };
+        Ok(Some(Checked {
+            found: Found {
+                url: candidate.url,
+                via: candidate.via,
+                application,
+                endpoints,
+                build_info: BTreeMap::new(),
+            },
+            session,
         }))
     }
+}
+
+/// A server that answered, and how its session went.
+#[derive(Debug)]
+struct Checked {
+    found: Found,
+    /// BuildInfo properties, or why the (optional) session failed.
+    session: Result<BTreeMap<String, String>, String>,
 }
 
 /// Where to reach an application that `asked` named:

@@ -167,3 +167,46 @@ pub async fn until_ids(
         }
     }
 }
+
+/// A self-signed client certificate naming `uri`, and its RSA key, both
+/// PEM, made by asyncua's certificate helper (Python's cryptography).
+pub fn client_certificate(uri: &str) -> (String, String) {
+    require_asyncua();
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import asyncio, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+folder, uri = Path(sys.argv[1]), sys.argv[2]
+asyncio.run(setup_self_signed_certificate(folder / "key.pem", folder / "cert.der", uri, "localhost",
+    [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "Ambit test client"}))
+cert = x509.load_der_x509_certificate((folder / "cert.der").read_bytes())
+(folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(uri)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    (read("cert.pem"), read("key.pem"))
+}
+
+/// Starts discovery with `details` and `properties`.
+pub async fn discover_with(details: Value, properties: &[(&str, &str)]) -> DeviceStream {
+    let mut request = DiscoverRequest::new(details);
+    request.properties = properties
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    OpcUa::new().discover(request).await.expect("valid details")
+}

@@ -17,6 +17,10 @@
 //!                                          (probe: each call bounded in time and size)
 //! ```
 //!
+//! With `details.session`, each server found is also logged in to, with the
+//! credentials and client certificate of `discovery.properties`, and its
+//! BuildInfo reported.
+//!
 //! Built on async-opcua's client, pure Rust (RustCrypto, no OpenSSL).
 //! `docs/handlers/opcua.md` describes the details and properties.
 

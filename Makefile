@@ -25,9 +25,10 @@ fmt:
 lint:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
-# Regenerate the CRD manifests from the Rust types.
+# Regenerate the CRD manifests from the Rust types (and the chart's copy).
 crds:
 	cargo run --quiet -p ambit-cli -- crds --out crds/manifests
+	cp crds/manifests/*.yaml deploy/helm/ambit/crds/
 
 # Start the local control plane with 3 KWOK nodes and Ambit's CRDs, until Ctrl-C.
 cluster: setup

@@ -8,8 +8,8 @@
 #   - Python packages listed in scripts/setup-pip.txt (pip), and
 #     python-dbusmock (scripts/setup-dbusmock.txt) in a virtualenv of Debian's
 #     python3, for the Bluetooth handler's tests.
-#   - The control plane's binaries (etcd, Kubernetes, KWOK), built from their
-#     Go modules into ~/.cache/ambit, once per version.
+#   - The control plane's binaries (etcd, Kubernetes, KWOK) and Helm, built
+#     from their Go modules into ~/.cache/ambit, once per version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,3 +60,8 @@ say "Python packages from scripts/setup-dbusmock.txt (into $dbusmock_venv)"
 # The control plane: built once per version, then reused from the cache.
 say "control plane binaries (built from Go modules on first use, then cached)"
 cargo run --quiet --locked -p ambit-tests --bin controlplane-bench -- 0
+
+# Helm, for the chart's tests (deploy/helm/ambit): built from its Go module
+# once per version into ~/.cache/ambit/helm, then reused.
+say "Helm (built from its Go module on first use, then cached)"
+cargo run --quiet --locked -p ambit-tests --bin ambit-helm -- version --short

@@ -6,6 +6,9 @@
 //! | `ambit_controller_reconcile_duration_seconds` | histogram | controller |
 //! | `ambit_controller_reconcile_errors` (`_total`) | counter | controller, category |
 //! | `ambit_controller_leader` | gauge | (none): 1 while this replica leads |
+//! | `ambit_controller_brokers_wanted` | gauge | namespace, device_set |
+//! | `ambit_controller_brokers_ready` | gauge | namespace, device_set |
+//! | `ambit_controller_devices_at_capacity` | gauge | namespace, device_set |
 
 use std::sync::Arc;
 
@@ -21,6 +24,12 @@ struct BrokerLabels {
     namespace: String,
     device_set: String,
     phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SetLabels {
+    namespace: String,
+    device_set: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +58,21 @@ struct Inner {
     duration: Family<ControllerLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
     leader: Gauge,
+    wanted: Family<SetLabels, Gauge>,
+    ready: Family<SetLabels, Gauge>,
+    at_capacity: Family<SetLabels, Gauge>,
+}
+
+/// A DeviceSet's broker and slot counts, as [`Metrics::set_counts`] records them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetCounts {
+    /// Broker pods the set's Devices want (capacity and nodes permitting).
+    pub wanted: i64,
+    /// Broker pods that are Ready.
+    pub ready: i64,
+    /// Devices whose slots are all in use while more nodes want one, or
+    /// whose every slot is allocated to pods.
+    pub at_capacity: i64,
 }
 
 impl Metrics {
@@ -62,6 +86,9 @@ impl Metrics {
             }),
             errors: Family::default(),
             leader: Gauge::default(),
+            wanted: Family::default(),
+            ready: Family::default(),
+            at_capacity: Family::default(),
         };
         registry.register(
             "brokers",
@@ -83,6 +110,21 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             inner.leader.clone(),
         );
+        registry.register(
+            "brokers_wanted",
+            "Broker pods a DeviceSet's Devices want (capacity and nodes permitting)",
+            inner.wanted.clone(),
+        );
+        registry.register(
+            "brokers_ready",
+            "Broker pods of a DeviceSet that are Ready",
+            inner.ready.clone(),
+        );
+        registry.register(
+            "devices_at_capacity",
+            "Devices of a DeviceSet whose slots are all in use (more nodes see them than capacity allows brokers for, or every slot is allocated)",
+            inner.at_capacity.clone(),
+        );
         Self {
             inner: Arc::new(inner),
         }
@@ -100,8 +142,30 @@ impl Metrics {
         }
     }
 
+    /// Sets a DeviceSet's wanted and ready brokers and full Devices.
+    pub fn set_counts(&self, namespace: &str, device_set: &str, counts: SetCounts) {
+        let labels = SetLabels {
+            namespace: namespace.to_owned(),
+            device_set: device_set.to_owned(),
+        };
+        let inner = &self.inner;
+        inner.wanted.get_or_create(&labels).set(counts.wanted);
+        inner.ready.get_or_create(&labels).set(counts.ready);
+        inner
+            .at_capacity
+            .get_or_create(&labels)
+            .set(counts.at_capacity);
+    }
+
     /// Drops the series of a set that is gone.
     pub fn remove_set(&self, namespace: &str, device_set: &str) {
+        let labels = SetLabels {
+            namespace: namespace.to_owned(),
+            device_set: device_set.to_owned(),
+        };
+        self.inner.wanted.remove(&labels);
+        self.inner.ready.remove(&labels);
+        self.inner.at_capacity.remove(&labels);
         for phase in PHASES {
             let labels = BrokerLabels {
                 namespace: namespace.to_owned(),
@@ -151,6 +215,12 @@ mod tests {
         metrics.reconciled("device", 0.01);
         metrics.error("device", "create_pod");
         metrics.leader(true);
+        let counts = SetCounts {
+            wanted: 3,
+            ready: 2,
+            at_capacity: 1,
+        };
+        metrics.set_counts("ns", "cams", counts);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -158,6 +228,9 @@ mod tests {
             r#"ambit_controller_reconcile_duration_seconds_count{controller="device"} 1"#,
             r#"ambit_controller_reconcile_errors_total{controller="device",category="create_pod"} 1"#,
             "ambit_controller_leader 1",
+            r#"ambit_controller_brokers_wanted{namespace="ns",device_set="cams"} 3"#,
+            r#"ambit_controller_brokers_ready{namespace="ns",device_set="cams"} 2"#,
+            r#"ambit_controller_devices_at_capacity{namespace="ns",device_set="cams"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

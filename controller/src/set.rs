@@ -16,7 +16,7 @@ use tracing::{instrument, warn};
 use crate::context::{Context, MANAGER};
 use crate::device::{RECHECK, SAFETY_NET, apply_service, delete_service};
 use crate::error::{self, Error};
-use crate::metrics::PHASES;
+use crate::metrics::{PHASES, SetCounts};
 use crate::summary::{self, Counts};
 use crate::{labels, workloads};
 
@@ -103,6 +103,23 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
     } else {
         0
     };
+    // Full: more nodes see it than brokers may run, or every slot allocated.
+    let at_capacity = devices
+        .iter()
+        .filter(|d| {
+            let status = d.status.as_ref();
+            let seen = status.map_or(0, |s| s.nodes.len());
+            let allocated = status.map_or(0, |s| s.allocations.len());
+            let capacity = usize::try_from(d.spec.capacity.max(1)).unwrap_or(1);
+            (wants_pods && seen > capacity) || allocated >= capacity
+        })
+        .count();
+    let set_counts = SetCounts {
+        wanted: i64::from(wanted),
+        ready: i64::from(ready),
+        at_capacity: i64::try_from(at_capacity).unwrap_or(i64::MAX),
+    };
+    ctx.metrics.set_counts(&namespace, &name, set_counts);
     let counts = Counts {
         devices: i32::try_from(devices.len()).unwrap_or(i32::MAX),
         ready_brokers: ready,

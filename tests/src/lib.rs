@@ -12,6 +12,7 @@
 //! - [`controlplane`]: starts and supervises them.
 //! - [`env`]: one control plane per test binary, one namespace per test, logs on failure.
 //! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
+//! - [`helm`], [`prometheus`]: Helm built from its Go module; Debian's Prometheus on loopback.
 
 pub mod agents;
 pub mod binaries;
@@ -20,10 +21,12 @@ pub mod controlplane;
 pub mod crds;
 pub mod demo;
 pub mod env;
+pub mod helm;
 pub mod metrics;
 pub mod nodes;
 pub mod pki;
 pub mod process;
+pub mod prometheus;
 pub mod wait;
 
 pub use controlplane::ControlPlane;

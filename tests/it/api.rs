@@ -6,6 +6,7 @@ use ambit_crds::v1alpha1::{Device, DeviceSet};
 use ambit_tests::TestEnv;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod validation;
@@ -178,4 +179,61 @@ async fn merge_patch(
 ) -> kube::Result<DynamicObject> {
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
+}
+
+/// Every manifest under `examples/` (DeviceSets, pods, claims) is accepted
+/// by the real API server (server-side dry run, so CEL rules and schemas
+/// apply): an example a user copies must not be rejected.
+#[tokio::test]
+async fn every_example_manifest_passes_server_side_dry_run() -> anyhow::Result<()> {
+    let env = env("examples").await?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files = vec![];
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let discovery = kube::Discovery::new(env.client.clone()).run().await?;
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file)?;
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)?;
+            if value.is_null() {
+                continue;
+            }
+            let object: DynamicObject = serde_json::from_value(value)?;
+            let types = object
+                .types
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("{}: a document without apiVersion/kind", file.display()))?;
+            let gvk = kube::api::GroupVersionKind::try_from(&types)?;
+            let (resource, capabilities) = discovery
+                .resolve_gvk(&gvk)
+                .ok_or_else(|| anyhow::anyhow!("{}: unknown kind {gvk:?}", file.display()))?;
+            let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
+                Api::namespaced_with(env.client.clone(), &env.namespace, &resource)
+            } else {
+                Api::all_with(env.client.clone(), &resource)
+            };
+            if let Err(error) = api.create(&params, &object).await {
+                anyhow::bail!("{} ({}) was rejected: {error}", file.display(), types.kind);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= files.len(), "{checked} objects in {} files", files.len());
+    Ok(())
 }

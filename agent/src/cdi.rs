@@ -45,7 +45,8 @@ pub const CDI_VERSION: &str = "0.5.0";
 /// CDI convention for generated specs).
 const FILE_PREFIX: &str = "ambit.dev-device_";
 
-/// The Devices whose spec file is written, with their CDI device name.
+/// The Devices whose spec file is written, with their fully qualified CDI
+/// name (`ambit.dev/device=<device>`).
 pub type Written = Arc<BTreeMap<DeviceKey, String>>;
 
 /// The fully qualified CDI name of a device, as runtimes take it:

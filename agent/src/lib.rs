@@ -12,8 +12,10 @@
 //! See `docs/agent.md` for the behaviour (grace periods, restart calm,
 //! writes) and the metrics.
 
+pub mod cdi;
 mod config;
 pub mod desired;
+mod deviceplugin;
 mod devices;
 mod discovery;
 pub mod dra;
@@ -54,6 +56,14 @@ pub enum Error {
     /// The registration socket could not be served.
     #[error("failed to serve the registration socket: {0}")]
     Registration(#[source] ambit_discovery::TransportError),
+    /// `--handlers` names a handler this build does not have.
+    #[error("no embedded handler named {name:?}; this build has: {compiled}")]
+    UnknownHandler {
+        /// The name asked for.
+        name: String,
+        /// The handlers compiled in.
+        compiled: String,
+    },
     /// The kubelet DRA plugin's sockets could not be served.
     #[error("failed to serve the DRA plugin's sockets: {0}")]
     DraPlugin(#[source] ambit_discovery::TransportError),
@@ -85,9 +95,45 @@ pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandl
         )),
         #[cfg(feature = "modbus")]
         Arc::new(ambit_modbus::Modbus::new()),
+        #[cfg(feature = "onvif")]
+        Arc::new(ambit_onvif::Onvif::new()),
+        #[cfg(feature = "opcua")]
+        Arc::new(ambit_opcua::OpcUa::new()),
         #[cfg(feature = "bluetooth")]
         Arc::new(ambit_bluetooth::Bluetooth::new()),
+        #[cfg(feature = "udev")]
+        Arc::new(ambit_udev::Udev::new()),
     ]
+}
+
+/// The embedded handlers `names` asks for (all of them when empty, none
+/// for `none`); an unknown name is an error that lists the ones compiled in.
+pub fn choose_handlers(
+    compiled: Vec<Arc<dyn DiscoveryHandler>>,
+    names: &[String],
+) -> Result<Vec<Arc<dyn DiscoveryHandler>>, Error> {
+    let names: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(compiled);
+    }
+    if names == ["none"] {
+        return Ok(vec![]);
+    }
+    let known: Vec<String> = compiled.iter().map(|h| h.name().to_owned()).collect();
+    if let Some(unknown) = names.iter().find(|n| !known.iter().any(|k| k == *n)) {
+        return Err(Error::UnknownHandler {
+            name: (*unknown).to_owned(),
+            compiled: known.join(", "),
+        });
+    }
+    Ok(compiled
+        .into_iter()
+        .filter(|h| names.contains(&h.name()))
+        .collect())
 }
 
 /// Runs the agent until Ctrl-C or SIGTERM.
@@ -128,7 +174,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let options = HandlerOptions {
         debug_echo_dir: args.debug_echo_dir.clone(),
     };
-    let handlers = handlers::Handlers::new(embedded_handlers(&options), metrics.clone());
+    let embedded = choose_handlers(embedded_handlers(&options), &args.handlers)?;
+    info!(handlers = ?embedded.iter().map(|h| h.name()).collect::<Vec<_>>(), "embedded handlers");
+    let handlers = handlers::Handlers::new(embedded, metrics.clone());
     let available = handlers.subscribe();
     std::fs::create_dir_all(&socket_dir).map_err(|source| Error::SocketDir {
         path: socket_dir.clone(),
@@ -143,6 +191,25 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // What this node offers pods, for the kubelet and the container runtime.
     let offers = offers::follow(client.clone(), namespace.clone(), node_name.clone());
     let access = &args.access;
+    let cdi = match config::enabled(&access.cdi_dir) {
+        Some(dir) => cdi::follow(dir.to_owned(), node_name.clone(), offers.clone()),
+        None => watch::channel(cdi::Written::default()).1,
+    };
+    if let Some(dir) = config::enabled(&access.device_plugin_dir) {
+        let settings = deviceplugin::Settings {
+            node: node_name.clone(),
+            dir: dir.to_owned(),
+            pod_resources: config::enabled(&access.pod_resources_socket).map(ToOwned::to_owned),
+            reclaim_grace: std::time::Duration::from_secs(access.slot_reclaim_grace_seconds),
+        };
+        deviceplugin::spawn(
+            client.clone(),
+            settings,
+            offers.clone(),
+            cdi.clone(),
+            metrics.clone(),
+        );
+    }
     dra::spawn(
         client.clone(),
         dra::Settings {
@@ -153,6 +220,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             plugin_dir: access.dra_plugin_dir.clone(),
         },
         offers.clone(),
+        cdi.clone(),
     )
     .map_err(Error::DraPlugin)?;
 
@@ -177,4 +245,41 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(all(test, feature = "debug-echo"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_are_chosen_by_name_and_unknown_names_are_refused() {
+        let all = || embedded_handlers(&HandlerOptions::default());
+        let count = all().len();
+        assert_eq!(
+            choose_handlers(all(), &[]).map(|h| h.len()).ok(),
+            Some(count)
+        );
+        let chosen = choose_handlers(all(), &["debug-echo".into(), " ".into()]);
+        let names: Vec<String> = chosen
+            .iter()
+            .flatten()
+            .map(|h| h.name().to_owned())
+            .collect();
+        assert_eq!(names, vec!["debug-echo".to_owned()]);
+        assert_eq!(
+            choose_handlers(all(), &["none".into()])
+                .map(|h| h.len())
+                .ok(),
+            Some(0)
+        );
+        let error = choose_handlers(all(), &["zigbee".into()])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("zigbee") && e.contains("debug-echo")),
+            "{error:?}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::desired::{self, NodeView, SetInfo};
 use crate::events::Events;
-use crate::tracker::{SetKey, Tracker};
+use crate::tracker::{Presence, SetKey, Tracker};
 use crate::writes::{DeviceWrite, EntryOutcome, WriteError, Writer};
 
 /// How many writes may be under way at once.
@@ -199,7 +199,26 @@ impl Recorder {
                     .devices(&key)
                     .map(|s| s.device.id.clone())
                     .collect();
+                let present = |tracker: &Tracker| -> BTreeSet<String> {
+                    tracker
+                        .devices(&key)
+                        .filter(|s| s.presence == Presence::Present)
+                        .map(|s| s.device.id.clone())
+                        .collect()
+                };
+                let was_present = present(&self.tracker);
                 self.tracker.observe(&key, devices, now, Timestamp::now());
+                let is_present = present(&self.tracker);
+                let vanished = was_present.difference(&is_present).count();
+                let returned = is_present
+                    .iter()
+                    .filter(|id| before.contains(*id) && !was_present.contains(*id))
+                    .count();
+                self.writer.metrics.presence_changes(
+                    &key,
+                    u64::try_from(vanished).unwrap_or(u64::MAX),
+                    u64::try_from(returned).unwrap_or(u64::MAX),
+                );
                 let new: Vec<String> = self
                     .tracker
                     .devices(&key)

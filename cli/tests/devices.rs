@@ -40,7 +40,11 @@ async fn lists_the_namespaces_devices_with_nodes_and_slots() -> anyhow::Result<(
         .env("KUBECONFIG", &env.control_plane.kubeconfig)
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let row = stdout
         .lines()
         .find(|l| l.contains("plcs-0123456789abcdef"))

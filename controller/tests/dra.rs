@@ -345,7 +345,8 @@ async fn local_devices_are_claimed_on_their_node_and_prepared_by_the_plugin() ->
     assert_eq!(prepared.devices.len(), 1);
     assert_eq!(
         prepared.devices[0].cdi_device_ids,
-        vec![format!("{DRIVER}/device={}_{on_node0}", c.env.namespace)]
+        vec![format!("{DRIVER}/device={on_node0}")],
+        "the CDI name of the spec the agent wrote for the device"
     );
 
     // Node 1's kubelet cannot prepare a device of node 0.

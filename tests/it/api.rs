@@ -215,25 +215,29 @@ async fn every_example_manifest_passes_server_side_dry_run() -> anyhow::Result<(
                 continue;
             }
             let object: DynamicObject = serde_json::from_value(value)?;
-            let types = object
-                .types
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("{}: a document without apiVersion/kind", file.display()))?;
+            let types = object.types.clone().ok_or_else(|| {
+                anyhow::anyhow!("{}: a document without apiVersion/kind", file.display())
+            })?;
             let gvk = kube::api::GroupVersionKind::try_from(&types)?;
             let (resource, capabilities) = discovery
                 .resolve_gvk(&gvk)
                 .ok_or_else(|| anyhow::anyhow!("{}: unknown kind {gvk:?}", file.display()))?;
-            let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
-                Api::namespaced_with(env.client.clone(), &env.namespace, &resource)
-            } else {
-                Api::all_with(env.client.clone(), &resource)
-            };
+            let api: Api<DynamicObject> =
+                if capabilities.scope == kube::discovery::Scope::Namespaced {
+                    Api::namespaced_with(env.client.clone(), &env.namespace, &resource)
+                } else {
+                    Api::all_with(env.client.clone(), &resource)
+                };
             if let Err(error) = api.create(&params, &object).await {
                 anyhow::bail!("{} ({}) was rejected: {error}", file.display(), types.kind);
             }
             checked += 1;
         }
     }
-    assert!(checked >= files.len(), "{checked} objects in {} files", files.len());
+    assert!(
+        checked >= files.len(),
+        "{checked} objects in {} files",
+        files.len()
+    );
     Ok(())
 }

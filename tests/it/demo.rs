@@ -26,6 +26,8 @@ fn the_demo_converges_and_prints_its_table() {
         "plcs",
         "ble-thermometers",
         "tcp://127.0.0.1:",
+        "boilers",
+        "opc.tcp://127.0.0.1:",
         "ble://",
         "Running",
         "True (Ready)",

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  simulated PLC (pymodbus, 127.0.0.1) ─┐   mocked BLE sensors (dbusmock, private D-Bus) ─┐
-//!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, bluetooth) ── controller
-//!        └── examples/{debug-echo,modbus,bluetooth}/*.yaml applied ──► Devices ──► broker pods
+//!  simulated OPC UA servers (asyncua, 127.0.0.1) ─┐                                        │
+//!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, bluetooth, opcua) ── controller
+//!        └── examples/{debug-echo,modbus,bluetooth,opcua}/*.yaml applied ──► Devices ──► broker pods
 //! ```
 
 use std::collections::BTreeMap;
@@ -46,8 +47,11 @@ pub struct Simulators {
     pub plc_port: u16,
     /// The private D-Bus bus where the mocked BLE sensors advertise.
     pub ble_bus: String,
+    /// The simulated OPC UA servers' ports on 127.0.0.1 (two boilers).
+    pub opcua_ports: [u16; 2],
     _plc: Process,
     _ble: Process,
+    _opcua: [Process; 2],
 }
 
 impl Simulators {
@@ -73,18 +77,49 @@ impl Simulators {
         ble.args(["--sensors", "2", "--socket"]).arg(&socket);
         let ble = control_plane.spawn_process("ble-sensors", ble)?;
 
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Two asyncua servers: a secured one and a ClientAndServer.
+        let mut opcua_ports = [0; 2];
+        let mut opcua = Vec::new();
+        let servers: [&[&str]; 2] = [
+            &["--name", "Boiler 1", "--secure"],
+            &["--name", "Boiler 2", "--type", "clientAndServer"],
+        ];
+        for (index, args) in servers.into_iter().enumerate() {
+            opcua_ports[index] = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut server = Command::new("python3");
+            server
+                .arg(examples_dir.join("opcua/opcua-server.py"))
+                .args(["--port", &opcua_ports[index].to_string()])
+                .args(args);
+            opcua.push(control_plane.spawn_process(&format!("opcua-server-{index}"), server)?);
+        }
+        let opcua: [Process; 2] = opcua
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("two OPC UA servers"))?;
+
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut plc_ready = false;
-        while !(plc_ready && socket.exists()) {
+        let mut opcua_ready = [false; 2];
+        while !(plc_ready && socket.exists() && opcua_ready.iter().all(|ready| *ready)) {
             plc_ready = plc_ready
                 || tokio::net::TcpStream::connect(("127.0.0.1", plc_port))
                     .await
                     .is_ok();
+            for (ready, port) in opcua_ready.iter_mut().zip(opcua_ports) {
+                *ready = *ready
+                    || tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .is_ok();
+            }
             if Instant::now() > deadline {
                 anyhow::bail!(
-                    "the simulators did not start (run `make setup`):\n{}\n{}",
+                    "the simulators did not start (run `make setup`):\n{}\n{}\n{}\n{}",
                     crate::process::tail(plc.log(), 20),
-                    crate::process::tail(ble.log(), 20)
+                    crate::process::tail(ble.log(), 20),
+                    crate::process::tail(opcua[0].log(), 20),
+                    crate::process::tail(opcua[1].log(), 20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -93,8 +128,10 @@ impl Simulators {
         Ok(Self {
             plc_port,
             ble_bus,
+            opcua_ports,
             _plc: plc,
             _ble: ble,
+            _opcua: opcua,
         })
     }
 }
@@ -162,6 +199,16 @@ impl Demo {
         apply(
             &client,
             &plcs.replace("ports: [5020]", &format!("ports: [{port}]")),
+        )
+        .await?;
+        // The example OPC UA set names ports 4841 and 4842; the servers got free ones.
+        let boilers = std::fs::read_to_string(examples_dir.join("opcua/servers.yaml"))?;
+        let [first, second] = simulators.opcua_ports;
+        apply(
+            &client,
+            &boilers
+                .replace("127.0.0.1:4841/", &format!("127.0.0.1:{first}/"))
+                .replace("127.0.0.1:4842/", &format!("127.0.0.1:{second}/")),
         )
         .await?;
         Ok(Self {
@@ -309,7 +356,7 @@ pub async fn run(
     writeln!(
         out,
         "Starting a local control plane with {nodes} KWOK nodes, an agent per node, the controller,\n\
-         a simulated Modbus PLC and two mocked Bluetooth LE thermometers..."
+         a simulated Modbus PLC, two simulated OPC UA servers and two mocked Bluetooth LE thermometers..."
     )?;
     let demo = Demo::start(bin_dir, nodes, examples_dir).await?;
     let client = demo.control_plane.client().await?;

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use kube::Client;
 use tokio::sync::watch;
 
+use crate::cdi;
 use crate::offers::Offers;
 
 pub use plugin::{DRA_SOCKET, REGISTRATION_SOCKET};
@@ -40,6 +41,7 @@ pub fn spawn(
     client: Client,
     settings: Settings,
     offers: watch::Receiver<Offers>,
+    cdi: watch::Receiver<cdi::Written>,
 ) -> Result<(), ambit_discovery::TransportError> {
     if settings.publish {
         tokio::spawn(publish::run(
@@ -55,6 +57,7 @@ pub fn spawn(
             registry_dir,
             &settings.plugin_dir,
             offers,
+            cdi,
         )?;
     }
     Ok(())

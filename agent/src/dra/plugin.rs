@@ -4,9 +4,10 @@
 //!
 //! Preparing reads the ResourceClaim's allocation from the API, checks that
 //! every result of driver `ambit.dev` is a slot of a Device this node sees,
-//! and answers with the Device's CDI id (the spec file the agent keeps in
-//! the CDI directory for every device it offers). Unpreparing has nothing
-//! to undo: the CDI spec belongs to the device, not to the claim.
+//! and answers with the Device's CDI name (the spec file the agent keeps in
+//! the CDI directory for every device it offers, see `crate::cdi`).
+//! Unpreparing has nothing to undo: the CDI spec belongs to the device, not
+//! to the claim.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::cdi;
 use crate::kubelet::proto::dra as pb;
 use crate::kubelet::proto::dra::dra_plugin_server::{DraPlugin, DraPluginServer};
 use crate::kubelet::proto::pluginregistration as reg;
@@ -37,12 +39,6 @@ pub const DRA_SOCKET: &str = "dra.sock";
 /// The gRPC service this plugin offers, as the kubelet names it.
 const SERVICE_VERSION: &str = "v1.DRAPlugin";
 
-/// The CDI id of a Device (kind `ambit.dev/device`; the name joins
-/// namespace and Device name with `_`, which neither contains).
-pub fn cdi_id(namespace: &str, device: &str) -> String {
-    format!("{}/device={namespace}_{device}", dra::DRIVER)
-}
-
 /// Serves both sockets in the background.
 pub fn spawn(
     client: Client,
@@ -50,12 +46,14 @@ pub fn spawn(
     registry_dir: &Path,
     plugin_dir: &Path,
     offers: watch::Receiver<Offers>,
+    cdi: watch::Receiver<cdi::Written>,
 ) -> Result<(), TransportError> {
     let endpoint = plugin_dir.join(DRA_SOCKET);
     let plugin = DraPluginServer::new(Plugin {
         client,
         node,
         offers,
+        cdi,
     });
     let stop = CancellationToken::new();
     let server = UnixServer::bind(
@@ -122,6 +120,7 @@ struct Plugin {
     client: Client,
     node: String,
     offers: watch::Receiver<Offers>,
+    cdi: watch::Receiver<cdi::Written>,
 }
 
 impl Plugin {
@@ -162,9 +161,7 @@ impl Plugin {
         let by_slot = self.slots();
         let mut devices = vec![];
         for result in results.iter().filter(|r| r.driver == dra::DRIVER) {
-            let Some((namespace, name)) =
-                by_slot.get(&(result.pool.clone(), result.device.clone()))
-            else {
+            let Some(key) = by_slot.get(&(result.pool.clone(), result.device.clone())) else {
                 return Err(format!(
                     "device {} of pool {} is not one node {} offers (any more)",
                     result.device, result.pool, self.node
@@ -174,7 +171,9 @@ impl Plugin {
                 request_names: vec![result.request.clone()],
                 pool_name: result.pool.clone(),
                 device_name: result.device.clone(),
-                cdi_device_ids: vec![cdi_id(namespace, name)],
+                // No CDI spec (CDI off, or a name taken by another
+                // namespace's Device): the pod gets the device without edits.
+                cdi_device_ids: self.cdi.borrow().get(key).cloned().into_iter().collect(),
                 share_id: None,
             });
         }

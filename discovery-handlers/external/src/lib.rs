@@ -31,8 +31,14 @@ pub const COMPILED_IN: &[&str] = &[
     ambit_debug_echo::NAME,
     #[cfg(feature = "modbus")]
     ambit_modbus::NAME,
+    #[cfg(feature = "onvif")]
+    ambit_onvif::NAME,
+    #[cfg(feature = "opcua")]
+    ambit_opcua::NAME,
     #[cfg(feature = "bluetooth")]
     ambit_bluetooth::NAME,
+    #[cfg(feature = "udev")]
+    ambit_udev::NAME,
 ];
 
 /// Command-line flags; every one can also be set from the environment.
@@ -132,6 +138,12 @@ fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, R
         ambit_bluetooth::NAME => Ok(Arc::new(ambit_bluetooth::Bluetooth::new())),
         #[cfg(feature = "modbus")]
         ambit_modbus::NAME => Ok(Arc::new(ambit_modbus::Modbus::new())),
+        #[cfg(feature = "onvif")]
+        ambit_onvif::NAME => Ok(Arc::new(ambit_onvif::Onvif::new())),
+        #[cfg(feature = "opcua")]
+        ambit_opcua::NAME => Ok(Arc::new(ambit_opcua::OpcUa::new())),
+        #[cfg(feature = "udev")]
+        ambit_udev::NAME => Ok(Arc::new(ambit_udev::Udev::new())),
         _ => {
             let _ = args;
             Err(RunError::NotCompiledIn {
@@ -205,11 +217,11 @@ mod tests {
         assert_eq!(select_handlers(&args.handlers).unwrap(), ["debug-echo"]);
         assert_eq!(args.debug_echo.dir, Some(PathBuf::from("/tmp/echo")));
 
-        let error = select_handlers(&["udev".to_owned()]).unwrap_err();
+        let error = select_handlers(&["zigbee".to_owned()]).unwrap_err();
         assert_eq!(
             error.to_string(),
             format!(
-                "handler \"udev\" is not compiled into this binary (compiled in: {})",
+                "handler \"zigbee\" is not compiled into this binary (compiled in: {})",
                 COMPILED_IN.join(", ")
             )
         );

@@ -137,7 +137,7 @@ async fn serves_debug_echo_to_the_agent() {
 async fn unknown_handlers_are_refused_with_the_list_of_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let output = handler_binary()
-        .args(["--handler", "udev", "--socket-dir"])
+        .args(["--handler", "zigbee", "--socket-dir"])
         .arg(dir.path())
         .stderr(Stdio::piped())
         .output()
@@ -146,7 +146,7 @@ async fn unknown_handlers_are_refused_with_the_list_of_known_ones() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(
-        "handler \"udev\" is not compiled into this binary (compiled in: {})",
+        "handler \"zigbee\" is not compiled into this binary (compiled in: {})",
         ambit_handlers::COMPILED_IN.join(", ")
     );
     assert!(stderr.contains(&expected), "{stderr}");

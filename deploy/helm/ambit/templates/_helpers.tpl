@@ -86,3 +86,16 @@ seccompProfile:
   value: unix:path=/run/dbus/system_bus_socket
 {{- end }}
 {{- end -}}
+
+{{/* The embedded handlers the agent runs: the enabled ones, comma-separated. */}}
+{{- define "ambit.enabledHandlers" -}}
+{{- $h := .Values.handlers -}}
+{{- $names := list -}}
+{{- if $h.debugEcho.enabled }}{{ $names = append $names "debug-echo" }}{{ end -}}
+{{- if $h.modbus.enabled }}{{ $names = append $names "modbus" }}{{ end -}}
+{{- if $h.opcua.enabled }}{{ $names = append $names "opcua" }}{{ end -}}
+{{- if $h.onvif.enabled }}{{ $names = append $names "onvif" }}{{ end -}}
+{{- if $h.udev.enabled }}{{ $names = append $names "udev" }}{{ end -}}
+{{- if $h.bluetooth.enabled }}{{ $names = append $names "bluetooth" }}{{ end -}}
+{{- join "," $names -}}
+{{- end -}}

@@ -141,10 +141,15 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
         let serial = format!("BENCH{round:04}");
         let name = format!("adapter-{round}");
         let path = records.path().join(format!("{name}.umockdev"));
-        std::fs::write(
-            &path,
-            template.replace("serial=A10K3XYZ", &format!("serial={serial}")),
-        )?;
+        // New device nodes each time too: umockdev does not let a node
+        // name be used again once taken.
+        let record = template
+            .replace("serial=A10K3XYZ", &format!("serial={serial}"))
+            .replace("ttyUSB0", &format!("ttyUSB{round}"))
+            .replace("MINOR=0", &format!("MINOR={round}"))
+            .replace("dev=188:0", &format!("dev=188:{round}"))
+            .replace("usb/001/003", &format!("usb/002/{:03}", round + 1));
+        std::fs::write(&path, record)?;
         let id = format!("usb-0403:6001:{serial}/if00/tty");
         let plugged = Instant::now();
         testbed.add_file(&path).await?;

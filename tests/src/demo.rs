@@ -5,8 +5,18 @@
 //!  simulated PLC (pymodbus, 127.0.0.1) ─┐   mocked BLE sensors (dbusmock, private D-Bus) ─┐
 //!  simulated OPC UA servers (asyncua, 127.0.0.1) ─┐                                        │
 //!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, bluetooth, opcua) ── controller
-//!        └── examples/{debug-echo,modbus,bluetooth,opcua}/*.yaml applied ──► Devices ──► broker pods
+//!        │                    └─ unix socket ─► ambit-handler --handler onvif, one per node (as root)
+//!        │                          in netns <demo>-lan (10.78.0.1) ◄─ veth ─► netns <demo>-cam (10.78.0.2):
+//!        │                                                   simulated ONVIF camera (onvif-server)
+//!        └── examples/{debug-echo,modbus,bluetooth,opcua,onvif}/*.yaml applied ──► Devices ──► broker pods
 //! ```
+//!
+//! WS-Discovery is multicast, which is off on the host's loopback here and
+//! must never reach a real network: so the camera and the nodes' onvif
+//! handlers live in two network namespaces of their own, joined by a veth
+//! pair, and the agents (in the host's namespace) reach their handler over
+//! its unix socket. Making namespaces needs root; without it the demo runs
+//! without the camera and says so.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +25,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -38,6 +48,8 @@ pub struct Demo {
     pub controller: Controller,
     /// The simulated devices.
     pub simulators: Simulators,
+    /// The simulated ONVIF camera, or why there is none.
+    pub camera: Result<OnvifCamera, String>,
 }
 
 /// Simulated devices that speak real protocols.
@@ -136,6 +148,241 @@ impl Simulators {
     }
 }
 
+/// The demo camera's WS-Discovery identity: its Device's id is `urn:uuid:` and this.
+pub const CAMERA_UUID: &str = "5c0ffee0-a3b1-4c2d-8e4f-00000000d3e0";
+/// The demo camera's password, given to the handlers through the Secret that
+/// `examples/onvif/cameras.yaml` names.
+const CAMERA_PASSWORD: &str = "demo-only-password";
+const LAN_ADDRESS: &str = "10.78.0.1";
+const CAMERA_ADDRESS: &str = "10.78.0.2";
+const CAMERA_PORT: u16 = 8080;
+/// The agents' embedded handlers when onvif is served from the namespace
+/// instead: an agent's own onvif handler would probe the host's networks.
+const AGENT_HANDLERS_WITHOUT_ONVIF: &str = "debug-echo,modbus,opcua,bluetooth,udev";
+
+/// The simulated ONVIF camera (`ambit-demo-camera`) in a network namespace
+/// of its own, joined by a veth pair to the namespace where each node's
+/// `ambit-handler --handler onvif` runs:
+///
+/// ```text
+///   <lan_netns>: one ambit-handler per node, lan0 10.78.0.1/24
+///        ▲ veth pair (multicast routed here only)
+///   <camera_netns>: cam0 10.78.0.2/24, ONVIF on :8080, WS-Discovery on :3702
+/// ```
+///
+/// The namespaces go when this is dropped, or when the demo's process ends
+/// however it ends.
+#[derive(Debug)]
+pub struct OnvifCamera {
+    /// The namespace the nodes' onvif handlers run in.
+    pub lan_netns: String,
+    /// The camera's namespace.
+    pub camera_netns: String,
+    /// The camera's ONVIF device service URL.
+    pub device_service: String,
+    camera: Process,
+    handlers: Vec<Process>,
+    _namespaces: Namespaces,
+}
+
+impl OnvifCamera {
+    /// Makes the namespaces and starts the camera in one. `Ok(Err(why))`
+    /// when this machine cannot make namespaces (not root, no `ip`): the demo
+    /// then runs without the camera and prints why.
+    pub fn start(
+        control_plane: &ControlPlane,
+        bin_dir: &Path,
+    ) -> anyhow::Result<Result<Self, String>> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(Err(
+                "it needs root to make network namespaces (run the demo with sudo to see it)"
+                    .into(),
+            ));
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            return Ok(Err(
+                "`ip` (iproute2) is missing: run `make setup`, which installs it".into(),
+            ));
+        }
+        let base = format!("ambit-demo-{}", std::process::id());
+        let (lan, cam) = (format!("{base}-lan"), format!("{base}-cam"));
+        let namespaces = match Namespaces::create(&lan, &cam) {
+            Ok(namespaces) => namespaces,
+            Err(error) => return Ok(Err(format!("cannot make network namespaces: {error}"))),
+        };
+        let binary = bin_dir.join("ambit-demo-camera");
+        anyhow::ensure!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let mut camera = Command::new("ip");
+        camera
+            .args(["netns", "exec", &cam])
+            .arg(binary)
+            .args(["--address", CAMERA_ADDRESS, "--port"])
+            .arg(CAMERA_PORT.to_string())
+            .args(["--uuid", CAMERA_UUID])
+            .env("AMBIT_DEMO_CAMERA_PASSWORD", CAMERA_PASSWORD);
+        let camera = control_plane.spawn_process("onvif-camera", camera)?;
+        Ok(Ok(Self {
+            lan_netns: lan,
+            camera_netns: cam,
+            device_service: format!("http://{CAMERA_ADDRESS}:{CAMERA_PORT}/onvif/device_service"),
+            camera,
+            handlers: vec![],
+            _namespaces: namespaces,
+        }))
+    }
+
+    /// Starts `ambit-handler --handler onvif` for `agent` in the LAN
+    /// namespace; it registers on the agent's socket (unix sockets do not
+    /// care about network namespaces).
+    pub fn serve(
+        &mut self,
+        control_plane: &ControlPlane,
+        bin_dir: &Path,
+        agent: &Agent,
+    ) -> anyhow::Result<()> {
+        let binary = bin_dir.join("ambit-handler");
+        anyhow::ensure!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let mut handler = Command::new("ip");
+        handler
+            .args(["netns", "exec", &self.lan_netns])
+            .arg(binary)
+            .args(["--handler", "onvif"])
+            .env("AMBIT_SOCKET_DIR", &agent.socket_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info,ambit=debug".into()),
+            );
+        let name = format!("onvif-handler-{}", agent.node);
+        self.handlers
+            .push(control_plane.spawn_process(&name, handler)?);
+        Ok(())
+    }
+
+    /// Waits until the camera serves (it prints `ready` then).
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(self.camera.log())
+            .is_ok_and(|log| log.lines().any(|line| line.starts_with("ready ")))
+        {
+            self.camera.check_running()?;
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the ONVIF camera did not start in 30 s:\n{}",
+                    crate::process::tail(self.camera.log(), 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Gives the handlers the camera's credentials (the Secret that
+    /// `examples/onvif/cameras.yaml` names) and applies that DeviceSet.
+    async fn apply(client: &Client, examples_dir: &Path) -> anyhow::Result<()> {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("onvif-cameras".into()),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([
+                ("username".into(), "admin".into()),
+                ("password".into(), CAMERA_PASSWORD.into()),
+            ])),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+            .create(&kube::api::PostParams::default(), &secret)
+            .await?;
+        apply(
+            client,
+            &std::fs::read_to_string(examples_dir.join("onvif/cameras.yaml"))?,
+        )
+        .await
+    }
+}
+
+/// Two network namespaces joined by a veth pair, multicast routed over it.
+/// A shell that waits for this process's end (its stdin closes then, however
+/// the process ends) deletes them; dropping this closes that pipe at once.
+#[derive(Debug)]
+struct Namespaces {
+    guard: std::process::Child,
+}
+
+/// Deletes the namespaces given as arguments once stdin closes; ignores the
+/// Ctrl-C that the terminal sends the whole process group.
+const NETNS_GUARD: &str = r#"
+trap '' INT HUP TERM
+cat >/dev/null
+for ns in "$@"; do ip netns del "$ns" 2>/dev/null; done
+"#;
+
+impl Namespaces {
+    fn create(lan: &str, cam: &str) -> Result<Self, String> {
+        let guard = Command::new("sh")
+            .args(["-c", NETNS_GUARD, "ambit-netns-guard", lan, cam])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|error| format!("cannot start sh: {error}"))?;
+        // From here on, dropping `namespaces` deletes whatever was made.
+        let namespaces = Self { guard };
+        ip(&["netns", "add", lan])?;
+        ip(&["netns", "add", cam])?;
+        ip(&[
+            "-n", lan, "link", "add", "lan0", "type", "veth", "peer", "name", "cam0", "netns", cam,
+        ])?;
+        for (ns, dev, address) in [(lan, "lan0", LAN_ADDRESS), (cam, "cam0", CAMERA_ADDRESS)] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                dev,
+            ])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])?;
+        }
+        Ok(namespaces)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        drop(self.guard.stdin.take());
+        let _ = self.guard.wait();
+    }
+}
+
+/// Runs `ip args`; the error is its stderr.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run ip: {error}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 impl Demo {
     /// Starts everything: the simulated devices, `nodes` KWOK nodes with an
     /// agent each, the controller (binaries found in `bin_dir`), and applies
@@ -145,6 +392,7 @@ impl Demo {
         let client = control_plane.client().await?;
         crate::crds::install(&client).await?;
         let simulators = Simulators::start(&control_plane, examples_dir).await?;
+        let mut camera = OnvifCamera::start(&control_plane, bin_dir)?;
         let names = nodes::create(&client, "demo-node", nodes, &[]).await?;
         let mut agents = vec![];
         let agent = bin_dir.join("ambit-agent");
@@ -153,15 +401,16 @@ impl Demo {
             "{} is missing: run `cargo build --workspace --bins` first",
             agent.display()
         );
-        let env = [("DBUS_SYSTEM_BUS_ADDRESS", simulators.ble_bus.as_str())];
+        let mut env = vec![("DBUS_SYSTEM_BUS_ADDRESS", simulators.ble_bus.as_str())];
+        if camera.is_ok() {
+            env.push(("AMBIT_HANDLERS", AGENT_HANDLERS_WITHOUT_ONVIF));
+        }
         for name in &names {
-            agents.push(Agent::start_with_env(
-                &control_plane,
-                &agent,
-                name,
-                NAMESPACE,
-                &env,
-            )?);
+            let node = Agent::start_with_env(&control_plane, &agent, name, NAMESPACE, &env)?;
+            if let Ok(camera) = &mut camera {
+                camera.serve(&control_plane, bin_dir, &node)?;
+            }
+            agents.push(node);
         }
         let controller = Controller::start(
             &control_plane,
@@ -211,16 +460,34 @@ impl Demo {
                 .replace("127.0.0.1:4842/", &format!("127.0.0.1:{second}/")),
         )
         .await?;
+        if let Ok(camera) = &mut camera {
+            camera.wait_ready().await?;
+            OnvifCamera::apply(&client, examples_dir).await?;
+        }
         Ok(Self {
             control_plane,
             agents,
             controller,
             simulators,
+            camera,
+        })
+    }
+
+    /// Whether the demo camera is a described Device that every node sees.
+    fn camera_seen_by_all(&self, devices: &[Device]) -> bool {
+        let id = format!("urn:uuid:{CAMERA_UUID}");
+        devices.iter().any(|d| {
+            d.spec.id == id
+                && d.spec.properties.contains_key("ONVIF_STREAM_URI")
+                && d.status
+                    .as_ref()
+                    .is_some_and(|s| s.nodes.len() == self.agents.len())
         })
     }
 
     /// The current view, and whether everything has converged: every set
-    /// Ready, every device seen, the brokers running.
+    /// Ready, every device seen, the brokers running, and the ONVIF camera
+    /// (if any) described and seen by every node.
     pub async fn view(&self, client: &Client) -> anyhow::Result<(String, bool)> {
         let sets: Vec<DeviceSet> = Api::namespaced(client.clone(), NAMESPACE)
             .list(&ListParams::default())
@@ -275,6 +542,36 @@ impl Demo {
             }),
         ));
         out.push('\n');
+        let cameras: Vec<&Device> = devices
+            .iter()
+            .filter(|d| d.spec.properties.contains_key("ONVIF_UUID"))
+            .collect();
+        if !cameras.is_empty() {
+            let property = |d: &Device, key: &str| {
+                d.spec
+                    .properties
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into())
+            };
+            out.push_str(&table(
+                &["ONVIF CAMERA", "MANUFACTURER", "MODEL", "MAC", "STREAM URI"],
+                cameras.iter().map(|d| {
+                    let stream = match d.spec.properties.get("ONVIF_ERROR") {
+                        Some(error) => format!("error: {error}"),
+                        None => property(d, "ONVIF_STREAM_URI"),
+                    };
+                    vec![
+                        d.name_any(),
+                        property(d, "ONVIF_MANUFACTURER"),
+                        property(d, "ONVIF_MODEL"),
+                        property(d, "ONVIF_MAC_ADDRESS"),
+                        stream,
+                    ]
+                }),
+            ));
+            out.push('\n');
+        }
         let mut by_phase: BTreeMap<String, usize> = BTreeMap::new();
         out.push_str(&table(
             &["BROKER POD", "NODE", "PHASE"],
@@ -302,7 +599,8 @@ impl Demo {
                 .iter()
                 .all(|d| d.status.as_ref().is_some_and(|s| !s.nodes.is_empty()))
             && !pods.is_empty()
-            && by_phase.keys().all(|p| p == "Running");
+            && by_phase.keys().all(|p| p == "Running")
+            && (self.camera.is_err() || self.camera_seen_by_all(&devices));
         Ok((out, converged))
     }
 }
@@ -356,9 +654,18 @@ pub async fn run(
     writeln!(
         out,
         "Starting a local control plane with {nodes} KWOK nodes, an agent per node, the controller,\n\
-         a simulated Modbus PLC, two simulated OPC UA servers and two mocked Bluetooth LE thermometers..."
+         a simulated Modbus PLC, two simulated OPC UA servers, two mocked Bluetooth LE thermometers\n\
+         and a simulated ONVIF camera (in network namespaces of its own)..."
     )?;
     let demo = Demo::start(bin_dir, nodes, examples_dir).await?;
+    match &demo.camera {
+        Ok(camera) => writeln!(
+            out,
+            "ONVIF camera {} in network namespace {}; the nodes' onvif handlers in {}.",
+            camera.device_service, camera.camera_netns, camera.lan_netns
+        )?,
+        Err(why) => writeln!(out, "Note: no ONVIF camera in this run: {why}.")?,
+    }
     let client = demo.control_plane.client().await?;
     writeln!(
         out,

@@ -141,6 +141,11 @@ pub struct Slots {
     held: BTreeMap<SlotKey, Held>,
     dirty: BTreeSet<DeviceKey>,
     collisions: BTreeSet<(String, Owner)>,
+    /// Devices whose entries in the API were adopted, once, when they were
+    /// first offered. After that this agent is the only writer of its
+    /// node's entries, and a watch event that still shows a slot it has
+    /// just released must not bring the slot back.
+    adopted: BTreeSet<DeviceKey>,
 }
 
 /// The device ID of `slot` of `device`.
@@ -237,7 +242,11 @@ impl Slots {
                 .filter(|a| a.node == self.node)
                 .filter_map(|a| Some((u32::try_from(a.slot).ok()?, a)))
                 .collect();
+            let adopt = self.adopted.insert(key.clone());
             for (slot, allocation) in &mine {
+                if !adopt && !self.held.contains_key(&(key.clone(), *slot)) {
+                    continue;
+                }
                 let held = self
                     .held
                     .entry((key.clone(), *slot))
@@ -263,6 +272,7 @@ impl Slots {
                 self.held.remove(&slot);
             }
         }
+        self.adopted.retain(|key| offers.contains_key(key));
         self.offers = offers;
         collisions
     }

@@ -236,3 +236,23 @@ fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
     assert_eq!(slots.entries(&key("ns", "cam")).len(), 1);
     assert_eq!(slots.take_dirty().len(), 1, "the release is written");
 }
+
+#[test]
+fn a_released_slot_is_not_adopted_again_from_a_watch_event_that_lags() {
+    let mut slots = Slots::new("a");
+    let slot = (key("ns", "cam"), 0);
+    slots.set_offers(offers(&[offer("ns", "cam", "cams", 1)]));
+    slots.hold(&slot, "ambit.dev/cam", Timestamp::UNIX_EPOCH);
+    let mut shown = offer("ns", "cam", "cams", 1);
+    shown.allocations = slots.entries(&key("ns", "cam"));
+    slots.set_offers(offers(&[shown.clone()]));
+    assert!(slots.holds(&slot));
+
+    // Released (the pod ended); the write is under way, and the watch still
+    // shows the entry: it stays released, and the empty entries are written.
+    slots.release(&slot);
+    slots.take_dirty();
+    slots.set_offers(offers(&[shown]));
+    assert!(!slots.holds(&slot));
+    assert!(slots.entries(&key("ns", "cam")).is_empty());
+}

@@ -187,6 +187,8 @@ async fn merge_patch(
 #[tokio::test]
 async fn every_example_manifest_passes_server_side_dry_run() -> anyhow::Result<()> {
     let env = env("examples").await?;
+    // Pods are admitted only once the namespace's default ServiceAccount exists.
+    env.wait_for_default_service_account().await?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files = vec![];
     let mut dirs = vec![root];

@@ -153,6 +153,10 @@ async fn chart_renders_pass_server_side_dry_run() -> anyhow::Result<()> {
             "modbus-rtu",
             "handlers: {modbus: {serialDevices: [/dev/ttyUSB0]}}\nbrokers: {enabled: false}\npodAccess: {dra: {enabled: false}, devicePlugins: {enabled: false}}\n".into(),
         ),
+        (
+            "udev-only",
+            "handlers: {modbus: {enabled: false}, opcua: {enabled: false}, udev: {enabled: true}}\n".into(),
+        ),
     ];
     let mut applied = BTreeMap::new();
     let mut renders = BTreeMap::new();
@@ -241,6 +245,26 @@ async fn chart_renders_pass_server_side_dry_run() -> anyhow::Result<()> {
         monitors, 5,
         "2 ServiceMonitors, 2 PodMonitors, 1 PrometheusRule"
     );
+
+    // The agent runs only the handlers switched on; parts of pod access
+    // switched off get an empty path (the agent then leaves them alone).
+    let env_of = |agent: &serde_json::Value, name: &str| {
+        agent["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .and_then(|env| env.iter().find(|e| e["name"] == name))
+            .map(|e| e["value"].clone())
+    };
+    let agent = find(default, "DaemonSet", "ambit-agent")?;
+    assert_eq!(env_of(agent, "AMBIT_HANDLERS"), Some(json!("modbus,opcua")));
+    let udev = find(&renders["udev-only"], "DaemonSet", "ambit-agent")?;
+    assert_eq!(env_of(udev, "AMBIT_HANDLERS"), Some(json!("udev")));
+    assert_eq!(
+        udev["spec"]["template"]["spec"]["hostNetwork"], true,
+        "udevd's netlink announcements reach only the host's network namespace"
+    );
+    let rtu_agent = find(&renders["modbus-rtu"], "DaemonSet", "ambit-agent")?;
+    assert_eq!(env_of(rtu_agent, "AMBIT_DEVICE_PLUGIN_DIR"), Some(json!("")));
+    assert_eq!(env_of(rtu_agent, "AMBIT_DRA"), Some(json!("false")));
 
     // Modbus RTU: the only case that makes the agent privileged.
     let rtu = find(&renders["modbus-rtu"], "DaemonSet", "ambit-agent")?;

@@ -27,9 +27,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/%s:%s" .root.Values.image.registry .image.repository $tag -}}
 {{- end -}}
 
-{{/* Whether any handler needs the host's network (ONVIF multicast). */}}
+{{/* Whether any handler needs the host's network: ONVIF (WS-Discovery
+     multicast) and udev (udevd's monitor messages are netlink multicasts
+     that reach only the host's network namespace). */}}
 {{- define "ambit.hostNetwork" -}}
-{{- if .Values.handlers.onvif.enabled }}true{{ end -}}
+{{- if or .Values.handlers.onvif.enabled .Values.handlers.udev.enabled }}true{{ end -}}
 {{- end -}}
 
 {{/* The security context of containers that need root on the node

@@ -263,7 +263,10 @@ async fn chart_renders_pass_server_side_dry_run() -> anyhow::Result<()> {
         "udevd's netlink announcements reach only the host's network namespace"
     );
     let rtu_agent = find(&renders["modbus-rtu"], "DaemonSet", "ambit-agent")?;
-    assert_eq!(env_of(rtu_agent, "AMBIT_DEVICE_PLUGIN_DIR"), Some(json!("")));
+    assert_eq!(
+        env_of(rtu_agent, "AMBIT_DEVICE_PLUGIN_DIR"),
+        Some(json!(""))
+    );
     assert_eq!(env_of(rtu_agent, "AMBIT_DRA"), Some(json!("false")));
 
     // Modbus RTU: the only case that makes the agent privileged.

@@ -301,9 +301,12 @@ impl OnvifCamera {
         Api::<Secret>::namespaced(client.clone(), NAMESPACE)
             .create(&kube::api::PostParams::default(), &secret)
             .await?;
+        // The simulated camera answers Probes at once, where real ones may
+        // wait 500 ms: a shorter first probe cycle brings its Device sooner.
+        let cameras = std::fs::read_to_string(examples_dir.join("onvif/cameras.yaml"))?;
         apply(
             client,
-            &std::fs::read_to_string(examples_dir.join("onvif/cameras.yaml"))?,
+            &cameras.replace("matchTimeout: 3s", "matchTimeout: 1s"),
         )
         .await
     }

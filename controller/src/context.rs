@@ -20,6 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
+use crate::device::RECHECK;
 use crate::health::{self, NodeHealth};
 use crate::index::{Index, KeyFn};
 use crate::labels;
@@ -79,7 +80,7 @@ pub struct Context {
     /// Per object uid: a fingerprint of what its last reconcile read, to
     /// tell a reconcile that saw news (look again soon: the caches may lag
     /// the trigger) from one that saw nothing new (rest).
-    pub seen: Mutex<HashMap<String, u64>>,
+    pub seen: Mutex<HashMap<String, (u64, Option<Instant>)>>,
     /// Per Device uid: the conditions last written, and when (a cache that
     /// lags its own writes must not cause them again).
     pub written: Mutex<HashMap<String, (String, Instant)>>,
@@ -113,6 +114,24 @@ impl std::fmt::Debug for Context {
 
 /// The field manager of everything the controller writes.
 pub const MANAGER: &str = "ambit-controller";
+
+/// [`Context::look_again`] for one object: what the previous reconcile
+/// recorded (its fingerprint and when it asked to look again), this one's
+/// fingerprint; returns the decision and what to record.
+fn look_again(
+    previous: Option<(u64, Option<Instant>)>,
+    fingerprint: u64,
+    acted: bool,
+    now: Instant,
+) -> (bool, (u64, Option<Instant>)) {
+    let news = previous.is_none_or(|(f, _)| f != fingerprint);
+    // The scheduler may run a requeue a little early or late.
+    let asked = previous
+        .and_then(|(_, due)| due)
+        .is_some_and(|due| now + Duration::from_millis(200) >= due);
+    let again = news || acted || !asked;
+    (again, (fingerprint, again.then(|| now + RECHECK)))
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -223,10 +242,19 @@ impl Context {
             .collect()
     }
 
-    /// Records what a reconcile of `uid` read; returns whether it differs
-    /// from what the previous reconcile read.
-    pub fn news(&self, uid: &str, fingerprint: u64) -> bool {
-        lock(&self.seen).insert(uid.to_owned(), fingerprint) != Some(fingerprint)
+    /// Records what a reconcile of `uid` read (its `fingerprint`) and
+    /// says whether to look again in [`RECHECK`]: when it read something
+    /// new or `acted` (the caches may not show the outcome yet), and when it
+    /// was not the look-again asked for last time. A reconcile that was not
+    /// asked for was triggered by a watch event, and the caches are separate
+    /// watches that may not have that event yet: only a look a moment later
+    /// is sure to see it. A look-again that finds nothing new rests.
+    pub fn look_again(&self, uid: &str, fingerprint: u64, acted: bool) -> bool {
+        let now = Instant::now();
+        let mut seen = lock(&self.seen);
+        let (again, record) = look_again(seen.get(uid).copied(), fingerprint, acted, now);
+        seen.insert(uid.to_owned(), record);
+        again
     }
 
     /// Whether to write `summary` for the object `uid`: not when the same
@@ -412,4 +440,38 @@ where
         });
     drivers.push(Box::pin(stream));
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_the_caches_lag_is_looked_at_again_and_a_quiet_recheck_rests() {
+        let t0 = Instant::now();
+        // First sight: news.
+        let (again, record) = look_again(None, 1, false, t0);
+        assert!(again);
+        // The asked-for look finds nothing new: rest.
+        let (again, record) = look_again(Some(record), 1, false, t0 + RECHECK);
+        assert!(!again);
+        // Much later a watch event triggers a reconcile, but the cache does
+        // not show the change yet (same fingerprint): look again anyway...
+        let later = t0 + Duration::from_secs(100);
+        let (again, record) = look_again(Some(record), 1, false, later);
+        assert!(again, "a reconcile nobody asked for was a trigger");
+        // ...and the look-again sees the change.
+        let (again, record) = look_again(Some(record), 2, false, later + RECHECK);
+        assert!(again);
+        let (again, _) = look_again(Some(record), 2, false, later + RECHECK * 2);
+        assert!(!again);
+    }
+
+    #[test]
+    fn acting_always_looks_again() {
+        let t0 = Instant::now();
+        let (_, record) = look_again(None, 1, false, t0);
+        let (again, _) = look_again(Some(record), 1, true, t0 + RECHECK);
+        assert!(again);
+    }
 }

@@ -383,18 +383,16 @@ async fn brokers(
             ),
         );
     }
-    // The pod cache is a separate watch from the trigger: when this
-    // reconcile saw news, or acted, look again soon rather than trust that a
-    // later event will come (it may have come already, ahead of the cache).
-    // A look that sees nothing new rests.
+    // The pod cache is a separate watch from the trigger: look again soon
+    // rather than trust that a later event will come (it may have come
+    // already, ahead of the cache); see `Context::look_again`.
     let fingerprint = labels::fingerprint(
         labels::version_of(device)
             .into_iter()
             .chain(pods.iter().flat_map(|p| labels::version_of(*p))),
     );
-    let news = ctx.news(&uid, fingerprint);
     let acted = !plan.create.is_empty() || !plan.delete.is_empty();
-    let soon = (news || acted).then_some(RECHECK);
+    let soon = ctx.look_again(&uid, fingerprint, acted).then_some(RECHECK);
     Ok(match (plan.retry_after, soon) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -59,15 +59,15 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    // What this reconcile read: news means look again soon (the caches are
-    // separate watches from the trigger and may lag it).
+    // What this reconcile read: news, or a trigger the caches (separate
+    // watches) may lag, means look again soon (`Context::look_again`).
     let fingerprint = labels::fingerprint(
         labels::version_of(set)
             .into_iter()
             .chain(devices.iter().flat_map(|d| labels::version_of(d.as_ref())))
             .chain(pods.iter().flat_map(|p| labels::version_of(p.as_ref()))),
     );
-    let news = ctx.news(&set.uid().unwrap_or_default(), fingerprint);
+    let again = ctx.look_again(&set.uid().unwrap_or_default(), fingerprint, false);
 
     let mut phases = [0i64; PHASES.len()];
     let mut ready = 0;
@@ -125,7 +125,7 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         ready_brokers: ready,
         wanted_brokers: wanted,
     };
-    let mut wake = news.then_some(RECHECK);
+    let mut wake = again.then_some(RECHECK);
     let status = summary::status(set, counts);
     // Many brokers becoming ready one by one would rewrite the status as
     // often: write it at most once a second.

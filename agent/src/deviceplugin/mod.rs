@@ -149,9 +149,27 @@ struct Manager {
     sets_in_metrics: BTreeSet<(String, String)>,
 }
 
-/// The socket file of a resource: `ambit-<name>.sock`.
-fn socket_name(resource: &str) -> String {
-    format!("ambit-{}.sock", &resource[PREFIX.len()..])
+/// The longest path a unix socket may have (`sun_path` is 108 bytes, one
+/// of them the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The socket file of a resource in `dir`: `ambit-<name>.sock`, or
+/// `ambit-<hash>.sock` when that path would be too long for a unix socket
+/// (a 63-character Device name under a distribution's longer kubelet root,
+/// such as MicroK8s', would be).
+fn socket_name(dir: &Path, resource: &str) -> String {
+    let name = &resource[PREFIX.len()..];
+    let readable = format!("ambit-{name}.sock");
+    if dir.join(&readable).as_os_str().len() <= MAX_SOCKET_PATH {
+        return readable;
+    }
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(name.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("ambit-{hash}.sock")
 }
 
 /// Removes sockets of a previous run (`ambit-*.sock`) from `dir`.
@@ -258,7 +276,7 @@ impl Manager {
     }
 
     fn serve(&mut self, resource: &str, list: Vec<pb::Device>) {
-        let socket = self.dir.join(socket_name(resource));
+        let socket = self.dir.join(socket_name(&self.dir, resource));
         let (sender, receiver) = watch::channel(list);
         let stop = CancellationToken::new();
         let service = Plugin {
@@ -304,7 +322,7 @@ impl Manager {
             if served.registered {
                 continue;
             }
-            let endpoint = socket_name(resource);
+            let endpoint = socket_name(&self.dir, resource);
             match kubelet::register(&self.dir, resource, &endpoint).await {
                 Ok(()) => {
                     served.registered = true;
@@ -449,5 +467,21 @@ async fn reclaimer(shared: Arc<Shared>, socket: PathBuf, grace: Duration) {
         }
         shared.dirty.notify_one();
         shared.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_always_fit_a_unix_socket() {
+        let device = format!("{PREFIX}{}", "d".repeat(63));
+        let short = Path::new("/var/lib/kubelet/device-plugins");
+        assert_eq!(socket_name(short, &format!("{PREFIX}cams")), "ambit-cams.sock");
+        let long = Path::new("/var/snap/microk8s/common/var/lib/kubelet/device-plugins");
+        let name = socket_name(long, &device);
+        assert!(long.join(&name).as_os_str().len() <= MAX_SOCKET_PATH, "{name}");
+        assert_ne!(name, socket_name(long, &format!("{PREFIX}{}", "e".repeat(63))));
     }
 }

@@ -478,10 +478,19 @@ mod socket_tests {
     fn socket_paths_always_fit_a_unix_socket() {
         let device = format!("{PREFIX}{}", "d".repeat(63));
         let short = Path::new("/var/lib/kubelet/device-plugins");
-        assert_eq!(socket_name(short, &format!("{PREFIX}cams")), "ambit-cams.sock");
+        assert_eq!(
+            socket_name(short, &format!("{PREFIX}cams")),
+            "ambit-cams.sock"
+        );
         let long = Path::new("/var/snap/microk8s/common/var/lib/kubelet/device-plugins");
         let name = socket_name(long, &device);
-        assert!(long.join(&name).as_os_str().len() <= MAX_SOCKET_PATH, "{name}");
-        assert_ne!(name, socket_name(long, &format!("{PREFIX}{}", "e".repeat(63))));
+        assert!(
+            long.join(&name).as_os_str().len() <= MAX_SOCKET_PATH,
+            "{name}"
+        );
+        assert_ne!(
+            name,
+            socket_name(long, &format!("{PREFIX}{}", "e".repeat(63)))
+        );
     }
 }

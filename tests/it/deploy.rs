@@ -20,123 +20,21 @@ use std::time::Duration;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use ambit_tests::agents::{Agent, ExternalHandler};
 use ambit_tests::controllers::Controller;
-use ambit_tests::helm::{Helm, chart_dir};
+use ambit_tests::helm::chart_dir;
 use ambit_tests::prometheus::{Job, Prometheus};
 use ambit_tests::{TestEnv, nodes, wait};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::{Value, json};
 
-const HELM_BIN: &str = env!("CARGO_BIN_EXE_ambit-helm");
+mod chart;
+mod dashboards;
+
+use chart::{HELM_BIN, all_on, apply, find, helm, is_monitoring, render, repo};
+use dashboards::check_dashboards;
+
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn helm() -> anyhow::Result<Helm> {
-    Ok(tokio::task::spawn_blocking(Helm::ensure).await??)
-}
-
-/// `helm template` of the chart with `values` (YAML), as JSON objects.
-fn render(helm: &Helm, release: &str, namespace: &str, values: &str) -> anyhow::Result<Vec<Value>> {
-    let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(file.path(), values)?;
-    let chart = chart_dir();
-    let values_path = file.path().display().to_string();
-    let chart_path = chart.display().to_string();
-    let lint = ["lint", "--strict", &chart_path, "-f", &values_path];
-    helm.run(&lint)?;
-    let args = [
-        "template",
-        release,
-        &chart_path,
-        "--namespace",
-        namespace,
-        "--include-crds",
-        "-f",
-        &values_path,
-    ];
-    let text = helm.run(&args)?;
-    let mut objects = vec![];
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value: Value = serde::Deserialize::deserialize(doc)?;
-        if value.is_object() {
-            objects.push(value);
-        }
-    }
-    Ok(objects)
-}
-
-fn gvk(object: &Value) -> anyhow::Result<GroupVersionKind> {
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    anyhow::ensure!(!kind.is_empty(), "an object without kind: {object}");
-    Ok(GroupVersionKind::gvk(group, version, kind))
-}
-
-/// Server-side applies `object` (dry-run unless `for_real`), in `namespace`
-/// unless it names its own or is cluster-scoped.
-async fn apply(
-    client: &Client,
-    namespace: &str,
-    object: &Value,
-    for_real: bool,
-) -> anyhow::Result<()> {
-    let gvk = gvk(object)?;
-    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
-        let ns = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or(namespace);
-        Api::namespaced_with(client.clone(), ns, &resource)
-    } else {
-        Api::all_with(client.clone(), &resource)
-    };
-    let mut params = PatchParams::apply("ambit-chart-test").force();
-    params.dry_run = !for_real;
-    api.patch(name, &params, &Patch::Apply(object))
-        .await
-        .map_err(|e| anyhow::anyhow!("{} {name} rejected: {e}", gvk.kind))?;
-    Ok(())
-}
-
-fn is_monitoring(object: &Value) -> bool {
-    object["apiVersion"]
-        .as_str()
-        .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> anyhow::Result<&'a Value> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .ok_or_else(|| anyhow::anyhow!("no {kind} {name} in the render"))
-}
-
-fn all_on(namespace: &str) -> String {
-    format!(
-        r#"
-kubeletDir: /var/snap/microk8s/common/var/lib/kubelet
-handlers:
-  debugEcho: {{enabled: true}}
-  modbus: {{enabled: true}}
-  opcua: {{enabled: true}}
-  onvif: {{enabled: true}}
-  udev: {{enabled: true}}
-  bluetooth: {{enabled: true}}
-externalHandlers: {{enabled: true, handlers: [debug-echo, modbus, opcua, onvif, udev, bluetooth]}}
-agent:
-  propertySources:
-    namespaces:
-      - {{namespace: {namespace}, secrets: [creds], configMaps: ["*"]}}
-metrics: {{serviceMonitor: {{enabled: true}}, podMonitor: {{enabled: true}}, prometheusRule: {{enabled: true}}}}
-"#
-    )
-}
 
 /// The chart lints, and what it renders — default values, every handler
 /// switched on, Modbus RTU — passes server-side dry-run on the real API
@@ -706,91 +604,4 @@ async fn alerts_fire_and_every_panel_shows_data() -> anyhow::Result<()> {
 
 fn ambit_debug_echo_digest() -> &'static str {
     "DEBUG_ECHO_PROPERTIES_DIGEST"
-}
-
-/// Evaluates every target of every panel of deploy/grafana/*.json with the
-/// variables substituted (each query variable resolved from Prometheus,
-/// "All" as every value), and fails on any that returns no data (or NaN).
-/// Returns how many queries were checked.
-async fn check_dashboards(prometheus: &Prometheus) -> anyhow::Result<usize> {
-    let mut checked = 0;
-    let mut empty = vec![];
-    for file in ["ambit-overview.json", "ambit-agent.json"] {
-        let text = std::fs::read_to_string(repo().join("deploy/grafana").join(file))?;
-        let dashboard: Value = serde_json::from_str(&text)?;
-        let mut vars: Vec<(String, String)> = vec![
-            ("__rate_interval".into(), "30s".into()),
-            ("__range".into(), "10m".into()),
-        ];
-        for variable in dashboard["templating"]["list"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if variable["type"] != "query" {
-                continue;
-            }
-            let name = variable["name"].as_str().unwrap_or_default().to_owned();
-            let query = substitute(variable["query"].as_str().unwrap_or_default(), &vars);
-            let inner = query
-                .strip_prefix("label_values(")
-                .and_then(|q| q.strip_suffix(')'))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("{file}: variable {name}: unexpected query {query}")
-                })?;
-            let (selector, label) = inner
-                .rsplit_once(',')
-                .ok_or_else(|| anyhow::anyhow!("{file}: variable {name}: no label in {query}"))?;
-            let mut values = prometheus
-                .label_values(label.trim(), selector.trim())
-                .await?;
-            values.sort();
-            anyhow::ensure!(
-                !values.is_empty(),
-                "{file}: variable {name} has no values ({query})"
-            );
-            let value = if variable["multi"] == true {
-                values.join("|")
-            } else {
-                values[0].clone()
-            };
-            vars.push((name, value));
-        }
-        // Longest names first, so `$node` never eats part of `$nodes`.
-        vars.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-        for panel in dashboard["panels"].as_array().into_iter().flatten() {
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                let expr = substitute(target["expr"].as_str().unwrap_or_default(), &vars);
-                let result = prometheus.query(&expr).await?;
-                checked += 1;
-                let values: Vec<&str> = result
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s["value"][1].as_str())
-                    .collect();
-                if values.is_empty() || values.iter().all(|v| *v == "NaN") {
-                    empty.push(format!("{file}: {}: {expr}", panel["title"]));
-                }
-            }
-        }
-    }
-    anyhow::ensure!(
-        empty.is_empty(),
-        "panel queries without data:\n{}",
-        empty.join("\n")
-    );
-    Ok(checked)
-}
-
-fn substitute(text: &str, vars: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = vars.iter().collect();
-    sorted.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    let mut out = text.to_owned();
-    for (name, value) in sorted {
-        out = out
-            .replace(&format!("${{{name}}}"), value)
-            .replace(&format!("${name}"), value);
-    }
-    out
 }

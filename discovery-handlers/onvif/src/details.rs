@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ambit_discovery::fields::duration;
 use ambit_discovery::{DiscoverRequest, DiscoveryError};
 use serde::Deserialize;
 
@@ -170,28 +171,6 @@ fn validate(details: Details, properties: &BTreeMap<String, String>) -> Result<C
         streams: details.streams.unwrap_or(true),
         credentials: CredentialStore::from_properties(properties)?,
     })
-}
-
-fn duration(
-    field: &str,
-    text: Option<&str>,
-    default: Duration,
-    range: std::ops::RangeInclusive<Duration>,
-) -> Result<Duration, String> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let value = humantime::parse_duration(text.trim()).map_err(|error| {
-        format!("{field}: {text:?} is not a duration such as 3s or 1m: {error}")
-    })?;
-    if !range.contains(&value) {
-        return Err(format!(
-            "{field}: {text} is out of range ({} to {})",
-            humantime::format_duration(*range.start()),
-            humantime::format_duration(*range.end())
-        ));
-    }
-    Ok(value)
 }
 
 /// Credentials from the DeviceSet's properties: `ONVIF_USERNAME` and

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use ambit_discovery::fields::globs;
 use glob::{MatchOptions, Pattern};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -33,20 +34,9 @@ pub(crate) struct GlobFilter {
 
 impl GlobFilter {
     pub(crate) fn new(field: &str, spec: ListSpec, ignore_case: bool) -> Result<Self, String> {
-        let compile = |list: &str, globs: Vec<String>| {
-            globs
-                .iter()
-                .enumerate()
-                .map(|(index, glob)| {
-                    Pattern::new(glob).map_err(|error| {
-                        format!("{field}.{list}[{index}]: {glob:?} is not a valid glob: {error}")
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
         Ok(Self {
-            include: compile("include", spec.include)?,
-            exclude: compile("exclude", spec.exclude)?,
+            include: globs(field, "include", &spec.include)?,
+            exclude: globs(field, "exclude", &spec.exclude)?,
             options: MatchOptions {
                 case_sensitive: !ignore_case,
                 ..MatchOptions::default()

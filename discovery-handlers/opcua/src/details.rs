@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use ambit_discovery::{DiscoverRequest, DiscoveryError};
+use ambit_discovery::{DiscoverRequest, DiscoveryError, fields};
 use glob::Pattern;
 use opcua::crypto::{PrivateKey, SecurityPolicy, X509};
 use opcua::types::{ApplicationType, MessageSecurityMode};
@@ -383,13 +383,14 @@ fn application_type(name: &str) -> Result<ApplicationType, String> {
     }
 }
 
+/// A duration field; its bounds are checked by the caller, with their reasons.
 fn duration(field: &str, text: Option<String>, default: Duration) -> Result<Duration, String> {
-    match text {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(&text).map_err(|error| {
-            format!("{field}: {text:?} is not a duration (e.g. 500ms, 5s, 1m): {error}")
-        }),
-    }
+    fields::duration(
+        field,
+        text.as_deref(),
+        default,
+        Duration::ZERO..=Duration::MAX,
+    )
 }
 
 fn bounded(
@@ -408,20 +409,9 @@ fn bounded(
 }
 
 fn filter(field: &str, spec: FilterSpec) -> Result<Filter, String> {
-    let patterns = |list: &str, globs: Vec<String>| {
-        globs
-            .iter()
-            .enumerate()
-            .map(|(index, glob)| {
-                Pattern::new(glob).map_err(|error| {
-                    format!("{field}.{list}[{index}]: {glob:?} is not a valid glob: {error}")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
     Ok(Filter {
-        include: patterns("include", spec.include)?,
-        exclude: patterns("exclude", spec.exclude)?,
+        include: fields::globs(field, "include", &spec.include)?,
+        exclude: fields::globs(field, "exclude", &spec.exclude)?,
     })
 }
 

@@ -28,6 +28,7 @@ mod authority;
 mod backoff;
 mod error;
 mod external;
+pub mod fields;
 mod handler;
 mod name;
 mod plugin;

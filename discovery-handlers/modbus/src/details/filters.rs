@@ -12,6 +12,7 @@
 //! device that did not tell the object (no device identification, or not
 //! that object) fails any `include` and passes any `exclude`.
 
+use ambit_discovery::fields::globs;
 use glob::Pattern;
 use serde::Deserialize;
 
@@ -63,23 +64,11 @@ pub(crate) fn validate(spec: FiltersSpec) -> Result<Vec<Filter>, String> {
     let mut filters = Vec::new();
     for (field, object, spec) in named {
         let Some(spec) = spec else { continue };
-        let patterns = |list: &str, globs: Vec<String>| {
-            globs
-                .iter()
-                .enumerate()
-                .map(|(index, glob)| {
-                    Pattern::new(glob).map_err(|error| {
-                        format!(
-                            "filters.{field}.{list}[{index}]: {glob:?} is not a valid glob: {error}"
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let field = format!("filters.{field}");
         filters.push(Filter {
             object,
-            include: patterns("include", spec.include)?,
-            exclude: patterns("exclude", spec.exclude)?,
+            include: globs(&field, "include", &spec.include)?,
+            exclude: globs(&field, "exclude", &spec.exclude)?,
         });
     }
     Ok(filters)

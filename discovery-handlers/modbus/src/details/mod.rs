@@ -24,6 +24,7 @@ mod units;
 
 use std::time::Duration;
 
+use ambit_discovery::fields::duration;
 use ambit_discovery::{DiscoverRequest, DiscoveryError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -293,28 +294,6 @@ fn rtu(spec: RtuSpec) -> Result<RtuPlan, String> {
         },
         units,
     })
-}
-
-fn duration(
-    field: &str,
-    text: Option<&str>,
-    default: Duration,
-    range: std::ops::RangeInclusive<Duration>,
-) -> Result<Duration, String> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let value = humantime::parse_duration(text.trim()).map_err(|error| {
-        format!("{field}: {text:?} is not a duration such as 500ms or 30s: {error}")
-    })?;
-    if !range.contains(&value) {
-        return Err(format!(
-            "{field}: {text} is out of range ({} to {})",
-            humantime::format_duration(*range.start()),
-            humantime::format_duration(*range.end())
-        ));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]

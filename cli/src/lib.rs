@@ -1,5 +1,6 @@
 //! `ambit`, the command-line tool: one subcommand per module.
 
+mod check;
 mod crds;
 mod devices;
 mod discover;
@@ -16,6 +17,9 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check that an install works: CRDs, agent, handlers, controller and
+    /// its Lease, the DeviceClass; one line per check, exit 1 on any failure.
+    Check(check::CheckArgs),
     /// Print the CustomResourceDefinitions of Ambit's API, or write one file per CRD.
     Crds(crds::CrdsArgs),
     /// List the Devices of a namespace (or all), with the nodes that see
@@ -30,6 +34,7 @@ enum Command {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { command } = args;
     match command {
+        Command::Check(args) => check::run(args).await,
         Command::Crds(args) => crds::run(args),
         Command::Devices(args) => devices::run(args).await,
         Command::Discover(args) => discover::run(args).await,

@@ -1,5 +1,5 @@
 # Ambit's task runner. CI runs `make test`, exactly as the README says.
-.PHONY: demo test setup check lint fmt crds cluster bench-controlplane
+.PHONY: demo test setup check lint fmt crds cluster bench-controlplane images
 
 # Install what is missing, then run Ambit's demo: a local cluster with
 # simulated devices, an agent per node and the controller, until Ctrl-C.
@@ -29,6 +29,15 @@ lint:
 crds:
 	cargo run --quiet -p ambit-cli -- crds --out crds/manifests
 	cp crds/manifests/*.yaml deploy/helm/ambit/crds/
+
+# Container images (deploy/images/*.Containerfile) as OCI archives in
+# $(IMAGES_OUT), built without a container engine, the same digests for the
+# same commit (docs/images.md). Builds the release binaries first;
+# PROFILE=debug packs the debug binaries already built, building nothing.
+PROFILE ?= release
+IMAGES_OUT ?= target/images
+images:
+	python3 deploy/images/build.py --profile $(PROFILE) --out $(IMAGES_OUT)
 
 # Start the local control plane with 3 KWOK nodes and Ambit's CRDs, until Ctrl-C.
 cluster: setup

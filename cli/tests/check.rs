@@ -132,32 +132,34 @@ async fn a_fresh_install_passes_and_a_stale_lease_fails() -> anyhow::Result<()> 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{report}{stderr}");
     eprintln!("{report}");
-    for (what, verdict) in [
-        ("CRD devicesets.ambit.dev", "ok"),
-        ("CRD devices.ambit.dev", "ok"),
-        (&format!("DeviceSets in {ns}") as &str, "ok"),
-        (&format!("agent DaemonSet {ns}/{release}-agent"), "ok"),
-        ("handler DaemonSet", "skip"),
+    let agent = format!("agent DaemonSet {ns}/{release}-agent");
+    let controller = format!("controller Deployment {ns}/{release}-controller");
+    let lease_line = format!("controller Lease {ns}/ambit-controller");
+    let device_sets = format!("DeviceSets in {ns}");
+    for (what, verdict, why) in [
         (
-            &format!("controller Deployment {ns}/{release}-controller"),
+            "CRD devicesets.ambit.dev",
             "ok",
+            "Established, serves v1alpha1",
         ),
-        (&format!("controller Lease {ns}/ambit-controller"), "ok"),
-        ("DeviceClass ambit.dev", "ok"),
+        (
+            "CRD devices.ambit.dev",
+            "ok",
+            "Established, serves v1alpha1",
+        ),
+        (&device_sets, "ok", "the API answers"),
+        (&agent, "ok", "1/1 pods ready"),
+        ("handler DaemonSet", "skip", "none installed"),
+        (&controller, "ok", "2/2 replicas ready"),
+        (&lease_line, "ok", "held by check-controller-0"),
+        ("DeviceClass ambit.dev", "ok", "exists"),
     ] {
+        let found = line(&report, what);
         assert!(
-            line(&report, what).starts_with(&format!("{verdict} ")),
-            "{what} is not {verdict}:\n{report}"
+            found.starts_with(&format!("{verdict} ")) && found.contains(why),
+            "{what} is not {verdict} ({why}):\n{report}"
         );
     }
-    assert!(
-        line(&report, "agent DaemonSet").ends_with("1/1 pods ready"),
-        "{report}"
-    );
-    assert!(
-        line(&report, "controller Deployment").ends_with("2/2 replicas ready"),
-        "{report}"
-    );
 
     // A leader that stopped renewing ten minutes ago fails the check.
     let stale = Timestamp::now() - std::time::Duration::from_secs(600);

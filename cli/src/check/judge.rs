@@ -132,17 +132,8 @@ pub(crate) fn daemon_set(ds: &DaemonSet) -> Judgement {
             "no node to run on (desiredNumberScheduled 0): check its nodeSelector and tolerations against the nodes' labels and taints",
         );
     }
-    let ready = status.number_ready;
-    if ready < desired {
-        return fail(format!("{ready} of {desired} pods ready"));
-    }
     let updated = status.updated_number_scheduled.unwrap_or(desired);
-    if updated < desired {
-        return fail(format!(
-            "rolling out: {updated} of {desired} pods run the current spec"
-        ));
-    }
-    ok(format!("{ready}/{desired} pods ready"))
+    rolled_out(status.number_ready, updated, desired, "pods")
 }
 
 /// A Deployment works when all its replicas (at least one) are ready and
@@ -163,16 +154,21 @@ pub(crate) fn deployment(deployment: &Deployment) -> Judgement {
         return fail(why);
     }
     let ready = status.ready_replicas.unwrap_or(0);
-    if ready < wanted {
-        return fail(format!("{ready} of {wanted} replicas ready"));
-    }
     let updated = status.updated_replicas.unwrap_or(wanted);
+    rolled_out(ready, updated, wanted, "replicas")
+}
+
+/// All `wanted` pods (or replicas) ready and running the current spec.
+fn rolled_out(ready: i32, updated: i32, wanted: i32, unit: &str) -> Judgement {
+    if ready < wanted {
+        return fail(format!("{ready} of {wanted} {unit} ready"));
+    }
     if updated < wanted {
         return fail(format!(
-            "rolling out: {updated} of {wanted} replicas run the current spec"
+            "rolling out: {updated} of {wanted} {unit} run the current spec"
         ));
     }
-    ok(format!("{ready}/{wanted} replicas ready"))
+    ok(format!("{ready}/{wanted} {unit} ready"))
 }
 
 /// Why a status is not (yet) of its object's current generation.

@@ -16,9 +16,14 @@ org.opencontainers.image.title label:
                    `COPY --from=<stage> OUT...` finds what it wrote
     final stage    FROM scratch, then ARG, COPY, ENV, USER, WORKDIR, LABEL,
                    ENTRYPOINT, CMD (exec form); anything else is refused
-    layers, config umoci (Debian's): one layer per COPY, every entry root's,
-                   dated SOURCE_DATE_EPOCH; config created = the same
-    archive        GNU tar of the layout: sorted, root's, dated the same
+    layers         one per COPY: GNU tar of what it copies, sorted, every
+                   entry root's and dated SOURCE_DATE_EPOCH; umoci (Debian's)
+                   adds it to the image (`raw add-layer`: gzip, diff_id,
+                   history), then writes the config (created = the same)
+    archive        GNU tar of the OCI layout, made the same way
+
+(Not `umoci insert`: the 0.4.7 that Debian ships leaves out the tar trailer
+of the layers it writes, umoci#436, which GNU tar and Python refuse.)
 
 SOURCE_DATE_EPOCH is the environment's, else the commit's time, else 0, so
 the same commit builds the same digests.
@@ -48,6 +53,10 @@ REGISTRY = "ghcr.io/ambit-dev"
 TITLE = "org.opencontainers.image.title"
 FINAL_KEYWORDS = {"ARG", "COPY", "ENV", "USER", "WORKDIR", "LABEL", "ENTRYPOINT", "CMD"}
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+# GNU tar, reproducibly: sorted, every entry root's, no atime/ctime or
+# PID-named pax headers (dates come with --mtime=@SOURCE_DATE_EPOCH).
+TAR = ["tar", "--format=posix", "--sort=name", "--owner=0", "--group=0", "--numeric-owner",
+       "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime"]
 
 
 class BuildError(Exception):
@@ -310,6 +319,7 @@ class Image:
         if any(c in s for s in sources for c in "*?["):
             raise instruction.fail("wildcards are not supported")
         layer = self.work / f"layer-{len(self.layers)}"
+        makedirs(layer, layer)
         dest = os.path.join(self.workdir, dest) + ("/" if dest.endswith("/") else "")
         for source in sources:
             if stage is None:
@@ -332,6 +342,8 @@ class Image:
                 shutil.copy2(origin, target, follow_symlinks=False)
             if stage is None:  # the checkout's modes follow its umask: keep only x
                 normalise_modes(target)
+        if not any(layer.iterdir()):
+            raise instruction.fail("copies nothing")
         self.layers.append((layer, f"COPY {shlex.join(instruction.rest.split())}"))
 
     def write(self, out: Path) -> Path:
@@ -341,13 +353,12 @@ class Image:
         image = f"{layout}:{tag}"
         run(["umoci", "init", "--layout", str(layout)])
         run(["umoci", "new", "--image", image])
-        ids = []  # every file root's: as root it is; else map this user to root
-        if os.geteuid() != 0:
-            ids = ["--rootless", f"--uid-map=0:{os.getuid()}:1", f"--gid-map=0:{os.getgid()}:1"]
         for layer, created_by in self.layers:
-            date(layer, build.epoch)
-            run(["umoci", "insert", "--image", image, *ids, f"--history.created={created}",
-                 f"--history.created_by={created_by}", str(layer), "/"])
+            tarball = self.work / f"{layer.name}.tar"
+            run([*TAR, f"--mtime=@{build.epoch}", "-C", str(layer), "-cf", str(tarball),
+                 "--", *sorted(os.listdir(layer))])
+            run(["umoci", "raw", "add-layer", "--image", image, f"--history.created={created}",
+                 f"--history.created_by={created_by}", str(tarball)])
         arch = ARCH.get(platform.machine(), platform.machine())
         run(["umoci", "config", "--image", image, "--no-history", f"--created={created}",
              f"--architecture={arch}", "--os=linux", *self.config])
@@ -359,8 +370,7 @@ class Image:
         index_path.write_text(json.dumps(index, separators=(",", ":")))
         archive = out / f"{self.labels[TITLE]}.oci.tar"
         partial = archive.with_suffix(".tar.partial")
-        run(["tar", "--format=ustar", "--sort=name", f"--mtime=@{build.epoch}", "--owner=0",
-             "--group=0", "--numeric-owner", "--mode=u=rwX,go=rX", "-C", str(layout),
+        run([*TAR, f"--mtime=@{build.epoch}", "--mode=u=rwX,go=rX", "-C", str(layout),
              "-cf", str(partial), "oci-layout", "index.json", "blobs"])
         partial.replace(archive)
         return archive
@@ -402,14 +412,6 @@ def normalise_modes(path: Path) -> None:
     for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
         if not item.is_symlink():
             item.chmod(0o755 if item.is_dir() or item.stat().st_mode & 0o111 else 0o644)
-
-
-def date(top: Path, epoch: int) -> None:
-    """Sets every mtime (and atime) below `top` to `epoch`, links not followed."""
-    for root, dirs, files in os.walk(top, topdown=False):
-        for name in dirs + files:
-            os.utime(os.path.join(root, name), (epoch, epoch), follow_symlinks=False)
-    os.utime(top, (epoch, epoch))
 
 
 def mib(size: int) -> str:

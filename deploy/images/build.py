@@ -429,7 +429,8 @@ def cargo_build(images: list[Image]) -> None:
     argv = ["cargo", "build", "--release", "--locked", *[a for n in names for a in ("-p", n)]]
     print(f"==> {shlex.join(argv)}", flush=True)
     started = time.monotonic()
-    subprocess.run(argv, cwd=REPO, check=True)
+    if subprocess.run(argv, cwd=REPO).returncode != 0:
+        raise BuildError(f"{shlex.join(argv)} failed")
     print(f"    built in {time.monotonic() - started:.0f} s", flush=True)
 
 

@@ -1,6 +1,9 @@
 //! Just enough HPACK (RFC 7541 §5, §6) to walk a header block field by
-//! field, without decoding the dynamic table or Huffman strings, and to
-//! swap the value of a literal `:authority` field.
+//! field, without decoding the dynamic table, and to swap the value of a
+//! literal `:authority` field. Huffman-coded strings (RFC 7541 Appendix B)
+//! are decoded with `httlib-huffman` only where the field may be
+//! `:authority`: grpc-go (the kubelet, dialling a device plugin or a DRA
+//! plugin's registration socket) Huffman-codes the socket path it sends.
 
 const REPLACEMENT: &[u8] = b"localhost";
 
@@ -34,19 +37,23 @@ pub(super) fn rewrite_block(block: &[u8]) -> Option<Vec<u8>> {
             0 => {
                 let (huffman, name, after_name) = read_string(block, pos)?;
                 pos = after_name;
-                !huffman && name == b":authority"
+                plain(huffman, name)?.as_slice() == b":authority"
             }
             _ => false,
         };
         let name_end = pos;
         let (huffman, value, after_value) = read_string(block, pos)?;
         pos = after_value;
-        if is_authority
-            && !huffman
-            && !value.is_empty()
-            && http::uri::Authority::try_from(value).is_err()
+        let value = if is_authority {
+            plain(huffman, value)?
+        } else {
+            Vec::new()
+        };
+        if is_authority && !value.is_empty() && http::uri::Authority::try_from(&value[..]).is_err()
         {
             out.extend_from_slice(&block[start..name_end]);
+            // No longer than the decoded original: the table sizes entries
+            // by their decoded length.
             let replacement = &REPLACEMENT[..value.len().min(REPLACEMENT.len())];
             out.push(u8::try_from(replacement.len()).ok()?); // < 127: fits the 7-bit prefix, H = 0
             out.extend_from_slice(replacement);
@@ -56,6 +63,17 @@ pub(super) fn rewrite_block(block: &[u8]) -> Option<Vec<u8>> {
         }
     }
     changed.then_some(out)
+}
+
+/// The bytes of a string literal, Huffman-decoded when it is coded; None
+/// when the coding is invalid (the block is then passed on untouched).
+pub(super) fn plain(huffman: bool, raw: &[u8]) -> Option<Vec<u8>> {
+    if !huffman {
+        return Some(raw.to_vec());
+    }
+    let mut decoded = Vec::with_capacity(raw.len() * 2);
+    httlib_huffman::decode(raw, &mut decoded, httlib_huffman::DecoderSpeed::FourBits).ok()?;
+    Some(decoded)
 }
 
 /// Reads an HPACK integer with an N-bit prefix; returns it and the position

@@ -2,7 +2,9 @@
 //! and grpc-java send as `:authority` on a unix socket.
 //!
 //! Those clients send the socket path, raw or percent-encoded
-//! (`tmp%2Fambit%2Fregistration.sock`), unless told to send `localhost`. The
+//! (`tmp%2Fambit%2Fregistration.sock`), unless told to send `localhost`;
+//! so does grpc-go when dialled with a bare path, as the kubelet dials device
+//! plugins and plugin-registration sockets (Huffman-coded). The
 //! Rust HTTP/2 stack (h2) checks `:authority` against RFC 3986 and resets
 //! such a stream with PROTOCOL_ERROR before tonic sees it, and offers no
 //! switch to relax that. Our services never look at the authority, so the
@@ -14,8 +16,8 @@
 //! ```
 //!
 //! The walk replaces the VALUE of a literal `:authority` field that is not
-//! a valid authority (plain, not Huffman-coded: what those clients send)
-//! with a prefix of `localhost` no longer than the original. The field keeps
+//! a valid authority (plain or Huffman-coded) with a plain prefix of
+//! `localhost` no longer than the original's decoded length. The field keeps
 //! its representation, so the server's HPACK table gets an entry where the
 //! client's has one, never larger; every index the client later uses still
 //! names the same entry. Anything the walk does not understand goes through

@@ -87,6 +87,64 @@ fn grpcio_path_authority_becomes_localhost() {
     assert_eq!(run(&input, 7), expected);
 }
 
+/// What grpc-go 1.79.3 (the kubelet 1.36's) sent when dialled the way the
+/// kubelet dials a device plugin or a plugin-registration socket (target =
+/// the socket path, a context dialer) for one unary call, after the
+/// server's SETTINGS: its HEADERS block holds `:authority` as a literal with
+/// the static name index 1 and a Huffman-coded value (`41 a6 …`: 38 bytes
+/// coding the percent-encoded path `tmp%2Fcap%2Fplugins_registry%2F…`).
+const GRPC_GO_CAPTURE: &str = concat!(
+    "505249202a20485454502f322e300d0a0d0a534d0d0a0d0a00000004000000000000000004010000000000",
+    "007801040000000183864595626b2b22f394742675fb857c651d099d8bd3949d7f41a65458534d6a8b0907",
+    "5aa2c35d16cc6a91158598c84d9e951611d31992bc85eeb58599741c9d7f5f8b1d75d0620d263d4c4d6564",
+    "7a8b9acac8b4c7602bbafaecff40027465864d833505b11f40899acac8b24d494f6a7f8613efbe20b76f00",
+    "00050001000000010000000000",
+);
+
+#[test]
+fn grpc_go_huffman_coded_path_authority_becomes_localhost() {
+    let input = hex(GRPC_GO_CAPTURE);
+    let old_field =
+        hex("41a65458534d6a8b09075aa2c35d16cc6a91158598c84d9e951611d31992bc85eeb58599741c9d7f");
+    let new_field = [&[0x41u8, 9][..], b"localhost"].concat();
+    let position = input
+        .windows(old_field.len())
+        .position(|w| w == old_field)
+        .unwrap();
+    let mut expected = input[..position].to_vec();
+    expected.extend_from_slice(&new_field);
+    expected.extend_from_slice(&input[position + old_field.len()..]);
+    // The HEADERS frame is 29 bytes shorter: length 0x78 becomes 0x5b.
+    let header_at = expected
+        .windows(5)
+        .position(|w| w == hex("0000780104"))
+        .unwrap();
+    expected[header_at + 2] = 0x78 - 29;
+
+    assert_eq!(run(&input, 4096), expected);
+    assert_eq!(run(&input, 1), expected);
+    assert_eq!(run(&input, 13), expected);
+}
+
+#[test]
+fn a_huffman_coded_valid_authority_passes_untouched() {
+    // "localhost" Huffman-coded (RFC 7541 Appendix B), as h2 and grpc-go
+    // send it for a TCP target.
+    assert_eq!(
+        super::hpack::plain(true, &hex("a0e41d139d09")),
+        Some(b"localhost".to_vec())
+    );
+    let block = hex("4186a0e41d139d098386");
+    assert_eq!(rewrite_block(&block), None);
+    let input = connection(&[frame(HEADERS, END_HEADERS, &block)]);
+    assert_eq!(run(&input, 3), input);
+    // Invalid Huffman coding: passed on for h2 to judge.
+    let block = hex("4182ffff8386");
+    assert_eq!(super::hpack::plain(true, &hex("ffff")), None);
+    let input = connection(&[frame(HEADERS, END_HEADERS, &block)]);
+    assert_eq!(run(&input, 3), input);
+}
+
 #[test]
 fn a_valid_authority_passes_untouched() {
     let block = [&[0x41, 9][..], b"localhost", &[0x83, 0x86]].concat();

@@ -57,7 +57,6 @@ seccompProfile:
 {{- define "ambit.handlerMounts" -}}
 {{- if .Values.handlers.udev.enabled }}
 - { name: udev, mountPath: /run/udev, readOnly: true }
-- { name: dev, mountPath: /dev, readOnly: true }
 - { name: sys, mountPath: /sys, readOnly: true }
 {{- end }}
 {{- if .Values.handlers.bluetooth.enabled }}
@@ -71,7 +70,6 @@ seccompProfile:
 {{- define "ambit.handlerVolumes" -}}
 {{- if .Values.handlers.udev.enabled }}
 - { name: udev, hostPath: { path: /run/udev, type: Directory } }
-- { name: dev, hostPath: { path: /dev, type: Directory } }
 - { name: sys, hostPath: { path: /sys, type: Directory } }
 {{- end }}
 {{- if .Values.handlers.bluetooth.enabled }}

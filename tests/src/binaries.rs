@@ -1,14 +1,20 @@
 //! Building the control plane's binaries from their Go modules, once.
 //!
 //! `tests/controlplane/go.mod` pins Kubernetes (and, through it, etcd); KWOK
-//! is installed by module version. The binaries go into a cache directory
-//! whose name carries the versions and a hash of go.mod and go.sum, so a
-//! version bump builds afresh and everything else reuses the cache:
+//! and containerd are installed by module version. The binaries go into a
+//! cache directory whose name carries the versions and a hash of go.mod and
+//! go.sum, so a version bump builds afresh and everything else reuses the
+//! cache:
 //!
 //! ```text
-//! $AMBIT_CACHE_DIR (default ~/.cache/ambit)/controlplane/k8s-v1.36.3_kwok-v0.8.0_<hash>/
-//!     etcd  kube-apiserver  kube-controller-manager  kube-scheduler  kwok
+//! $AMBIT_CACHE_DIR (default ~/.cache/ambit)/controlplane/k8s-v1.36.3_kwok-v0.8.0_containerd-v2.3.7_<hash>/
+//!     etcd  kube-apiserver  kube-controller-manager  kube-scheduler  kubelet  kwok
+//!     containerd  containerd-shim-runc-v2  ctr
 //! ```
+//!
+//! The kubelet and containerd are for real nodes ([`crate::realnode`]); the
+//! Kubernetes binaries are stamped with their release (`-X` on
+//! `k8s.io/component-base/version`), else they report `v0.0.0-master`.
 //!
 //! A lock file serializes builds between processes (test binaries, the demo),
 //! and the binaries are moved into place only when all of them built.
@@ -25,6 +31,8 @@ use crate::Error;
 pub const KUBERNETES_VERSION: &str = "v1.36.3";
 /// The KWOK release that plays the kubelets.
 pub const KWOK_VERSION: &str = "v0.8.0";
+/// The containerd release real nodes run (CDI on by default from 2.0).
+pub const CONTAINERD_VERSION: &str = "v2.3.7";
 
 const GO_MOD: &str = include_str!("../controlplane/go.mod");
 const GO_SUM: &str = include_str!("../controlplane/go.sum");
@@ -38,17 +46,22 @@ pub struct Binaries {
     pub build_time: Duration,
 }
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 9] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kubelet",
     "kwok",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
 ];
 
 impl Binaries {
     /// The path of the binary `name` (one of etcd, kube-apiserver,
-    /// kube-controller-manager, kube-scheduler, kwok).
+    /// kube-controller-manager, kube-scheduler, kubelet, kwok, containerd,
+    /// containerd-shim-runc-v2, ctr).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -119,7 +132,7 @@ fn cache_key() -> String {
         .take(6)
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("k8s-{KUBERNETES_VERSION}_kwok-{KWOK_VERSION}_{hash}")
+    format!("k8s-{KUBERNETES_VERSION}_kwok-{KWOK_VERSION}_containerd-{CONTAINERD_VERSION}_{hash}")
 }
 
 fn build(out: &Path) -> Result<(), Error> {
@@ -130,7 +143,8 @@ fn build(out: &Path) -> Result<(), Error> {
     let mut k8s = go();
     k8s.current_dir(&module)
         .arg("build")
-        .args(flags)
+        .arg("-trimpath")
+        .arg(kubernetes_ldflags())
         .arg("-o")
         .arg(out)
         .args([
@@ -138,6 +152,7 @@ fn build(out: &Path) -> Result<(), Error> {
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubelet",
         ]);
     run(k8s, "build etcd and Kubernetes")?;
     std::fs::rename(out.join("server"), out.join("etcd"))
@@ -149,7 +164,35 @@ fn build(out: &Path) -> Result<(), Error> {
         .arg("install")
         .args(flags)
         .arg(format!("sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"));
-    run(kwok, "build KWOK")
+    run(kwok, "build KWOK")?;
+
+    // containerd without cgo (no btrfs snapshotter, which needs its headers).
+    let mut containerd = go();
+    containerd
+        .current_dir(out)
+        .env("GOBIN", out)
+        .env("CGO_ENABLED", "0")
+        .arg("install")
+        .args(flags)
+        .args(["-tags", "no_btrfs"])
+        .args(["containerd", "containerd-shim-runc-v2", "ctr"].map(|cmd| {
+            format!("github.com/containerd/containerd/v2/cmd/{cmd}@{CONTAINERD_VERSION}")
+        }));
+    run(containerd, "build containerd")
+}
+
+/// `-ldflags` that strip the binaries and stamp them with the release, as
+/// Kubernetes' own build does.
+fn kubernetes_ldflags() -> String {
+    let version = KUBERNETES_VERSION;
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next().unwrap_or_default();
+    let minor = parts.next().unwrap_or_default();
+    let pkg = "k8s.io/component-base/version";
+    format!(
+        "-ldflags=-s -w -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} \
+         -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+    )
 }
 
 fn go() -> Command {

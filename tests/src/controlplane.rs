@@ -163,7 +163,9 @@ impl ControlPlane {
             .args([
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--service-cluster-ip-range=10.96.0.0/16",
-                "--authorization-mode=RBAC",
+                // Node: real kubelets (crate::realnode) act as `system:node:<name>`.
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -264,6 +266,39 @@ impl ControlPlane {
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf, Error> {
         let stem = user.replace([':', '/'], "_");
         self.pki.kubeconfig(&stem, &self.server, user, groups)
+    }
+
+    /// A kubeconfig for `user` in `groups` that reaches the API server at
+    /// `server` (real nodes reach it through the `kubernetes` Service's
+    /// address inside their own network namespace).
+    pub fn kubeconfig_at(
+        &self,
+        file_stem: &str,
+        server: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<PathBuf, Error> {
+        self.pki.kubeconfig(file_stem, server, user, groups)
+    }
+
+    /// The CA that signed every certificate of the control plane.
+    pub fn ca_cert(&self) -> &Path {
+        &self.pki.ca_cert
+    }
+
+    /// The API server's loopback port.
+    pub fn api_port(&self) -> u16 {
+        self.server
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or(443)
+    }
+
+    /// Asks the janitor to run `script` when the test binary exits, after
+    /// every process is stopped (see [`Janitor::on_exit`]).
+    pub fn on_exit(&self, script: &Path) -> Result<(), Error> {
+        self.janitor.on_exit(script)
     }
 
     /// Where the logs of the components (and of processes started with

@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod pki;
 pub mod process;
 pub mod prometheus;
+pub mod realnode;
 pub mod wait;
 
 pub use controlplane::ControlPlane;

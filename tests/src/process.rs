@@ -3,9 +3,11 @@
 //! Every process the harness starts is reported to a *janitor*: a small shell
 //! that reads PIDs on its standard input until that pipe closes, which the
 //! kernel does when the test binary exits for any reason (normal end, panic,
-//! abort, Ctrl-C). The janitor then stops every process it was told about and
-//! removes the control plane's temporary directory. No unsafe code, no
-//! reliance on destructors of statics (which Rust never runs).
+//! abort, Ctrl-C). The janitor then stops every process it was told about,
+//! runs the clean-up scripts it was given (newest first: real nodes undo
+//! their cgroups, sysctls and mount points this way) and removes the control
+//! plane's temporary directory. No unsafe code, no reliance on destructors of
+//! statics (which Rust never runs).
 
 use std::fs::File;
 use std::io::Write;
@@ -17,8 +19,13 @@ use crate::Error;
 
 const JANITOR: &str = r#"
 trap '' INT HUP
-dir="$1"; keep="$2"; pids=""
-while IFS= read -r pid; do pids="$pids $pid"; done
+dir="$1"; keep="$2"; pids=""; scripts=""
+while IFS= read -r line; do
+  case "$line" in
+    "run "*) scripts="${line#run } $scripts" ;;
+    *) pids="$pids $line" ;;
+  esac
+done
 if [ -n "$pids" ]; then
   kill -TERM $pids 2>/dev/null
   i=0
@@ -30,6 +37,7 @@ if [ -n "$pids" ]; then
   done
   kill -KILL $pids 2>/dev/null
 fi
+for script in $scripts; do sh "$script" >"$script.log" 2>&1; done
 [ "$keep" = 1 ] || rm -rf "$dir"
 "#;
 
@@ -68,6 +76,19 @@ impl Janitor {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         writeln!(stdin, "{pid}").map_err(|source| Error::io("tell the janitor a PID", source))
+    }
+
+    /// Asks the janitor to run the shell script at `script` (a path without
+    /// spaces) once every process is stopped, before the directory goes.
+    /// Scripts run newest first, and must be safe to run twice: a test may
+    /// already have run one itself.
+    pub fn on_exit(&self, script: &Path) -> Result<(), Error> {
+        let mut stdin = self
+            .stdin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writeln!(stdin, "run {}", script.display())
+            .map_err(|source| Error::io("tell the janitor a clean-up script", source))
     }
 }
 

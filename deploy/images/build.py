@@ -158,7 +158,9 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def git(*args: str) -> str | None:
     try:
-        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        # safe.directory: a user other than the checkout's owner reads it too.
+        argv = ["git", "-c", f"safe.directory={REPO}", *args]
+        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     except FileNotFoundError:
         return None
     return result.stdout.strip() if result.returncode == 0 else None

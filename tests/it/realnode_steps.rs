@@ -467,7 +467,26 @@ controller:
             .delete("dp-beyond", &DeleteParams::default())
             .await?;
 
-        // The set's resource: any loop7 of the set, so the other node's.
+        // The set's resource: any loop7 of the set, so the other node's. The
+        // slot dp-device holds is reported Unhealthy in the set's resource
+        // too, but the scheduler only learns it from the node's status: a pod
+        // created before that (up to nodeStatusUpdateFrequency later) can be
+        // bound to node0 and refused by the kubelet (UnexpectedAdmissionError,
+        // seen here). Wait until node0's allocatable says so, as a scheduler
+        // needs it to (docs/pod-access.md).
+        wait::until(
+            &nodes,
+            node0,
+            TIMEOUT,
+            "the set's slot on it taken",
+            |n: Option<&Node>| {
+                n.and_then(|n| n.status.as_ref())
+                    .and_then(|s| s.allocatable.as_ref())
+                    .and_then(|a| a.get("ambit.dev/loops"))
+                    .is_some_and(|q| q.0 == "0")
+            },
+        )
+        .await?;
         let mut any = container("app", script);
         any["resources"] = json!({ "limits": { "ambit.dev/loops": "1" } });
         let pod = pod_on("dp-set", None, json!([any]), json!({}))?;

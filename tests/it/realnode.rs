@@ -63,8 +63,8 @@ async fn the_chart_on_two_real_nodes() -> anyhow::Result<()> {
         cluster.pods_reach_each_other_across_nodes().await?;
         cluster.install().await?;
         cluster.brokers_get_their_devices_properties().await?;
-        cluster.device_plugin_pods_get_the_device().await?;
-        cluster.dra_claims_are_prepared_by_the_agent().await?;
+        Box::pin(cluster.device_plugin_pods_get_the_device()).await?;
+        Box::pin(cluster.dra_claims_are_prepared_by_the_agent()).await?;
         cluster.restarts_churn_nothing().await?;
         cluster.upgrade_test_and_uninstall().await
     }

@@ -271,6 +271,30 @@ controller:
         Ok(())
     }
 
+    /// A udev DeviceSet `name` for the node's block device `kernel` (a
+    /// loop device: every node of this machine has one, and no container
+    /// gets it unless it is handed over), capacity 1.
+    async fn apply_loop_set(
+        &self,
+        name: &str,
+        kernel: &str,
+        properties: Value,
+    ) -> anyhow::Result<()> {
+        self.apply_set(json!({
+            "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
+            "metadata": { "name": name, "namespace": self.apps },
+            "spec": {
+                "discovery": { "handler": "udev", "details": {
+                    "rules": [format!("SUBSYSTEM==\"block\", KERNEL==\"{kernel}\"")],
+                    "permissions": "r",
+                }},
+                "capacity": 1,
+                "brokerProperties": properties,
+            },
+        }))
+        .await
+    }
+
     /// Devices of `set`, once `condition` holds for them.
     async fn devices(
         &self,
@@ -364,19 +388,8 @@ controller:
     /// the CDI device; a second one is refused for capacity; a pod asking
     /// for the set's resource gets the other node's device.
     pub async fn device_plugin_pods_get_the_device(&self) -> anyhow::Result<()> {
-        self.apply_set(json!({
-            "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
-            "metadata": { "name": "loops", "namespace": self.apps },
-            "spec": {
-                "discovery": { "handler": "udev", "details": {
-                    "rules": ["SUBSYSTEM==\"block\", KERNEL==\"loop7\""],
-                    "permissions": "r",
-                }},
-                "capacity": 1,
-                "brokerProperties": { "PURPOSE": "real-node-test" },
-            },
-        }))
-        .await?;
+        self.apply_loop_set("loops", "loop7", json!({ "PURPOSE": "real-node-test" }))
+            .await?;
         let devices = self
             .devices("loops", "a loop7 Device per node", |d| {
                 d.len() == 2
@@ -527,18 +540,7 @@ controller:
     /// debug-echo device are allocated by the scheduler, prepared by the
     /// agent through the real kubelet, and the containers see the CDI edits.
     pub async fn dra_claims_are_prepared_by_the_agent(&self) -> anyhow::Result<()> {
-        self.apply_set(json!({
-            "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
-            "metadata": { "name": "dra-loops", "namespace": self.apps },
-            "spec": {
-                "discovery": { "handler": "udev", "details": {
-                    "rules": ["SUBSYSTEM==\"block\", KERNEL==\"loop6\""],
-                    "permissions": "r",
-                }},
-                "capacity": 1,
-            },
-        }))
-        .await?;
+        self.apply_loop_set("dra-loops", "loop6", json!({})).await?;
         self.devices("dra-loops", "a loop6 Device per node", |d| d.len() == 2)
             .await?;
         for (name, set, script) in [

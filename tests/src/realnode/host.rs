@@ -87,13 +87,7 @@ impl HostState {
             }
         }
         cgroups.sort();
-        let mut links: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        links.sort();
+        let links = names_in("/sys/class/net");
         let sysctls = KUBELET_SYSCTLS
             .iter()
             .map(|name| {
@@ -102,13 +96,7 @@ impl HostState {
                 ((*name).to_owned(), value.trim().to_owned())
             })
             .collect();
-        let mut netns: Vec<String> = std::fs::read_dir("/run/netns")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        netns.sort();
+        let netns = names_in("/run/netns");
         let mount_points = NODE_MOUNTS
             .iter()
             .filter(|dir| Path::new(dir).exists())
@@ -145,6 +133,18 @@ impl HostState {
         }
         out
     }
+}
+
+/// The sorted names in directory `dir` (none when it cannot be read).
+fn names_in(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// `"<mount point> <fs type>"` from a line of /proc/self/mountinfo.

@@ -25,6 +25,27 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// `input` with `old_field` replaced by `new_field`, and the one-byte frame
+/// length of the HEADERS frame whose header starts with `header` (hex:
+/// length, type, flags) shortened to match.
+fn replaced(input: &[u8], old_field: &[u8], new_field: &[u8], header: &str) -> Vec<u8> {
+    let position = input
+        .windows(old_field.len())
+        .position(|w| w == old_field)
+        .unwrap();
+    let mut expected = input[..position].to_vec();
+    expected.extend_from_slice(new_field);
+    expected.extend_from_slice(&input[position + old_field.len()..]);
+    let header = hex(header);
+    let header_at = expected
+        .windows(header.len())
+        .position(|w| w == header)
+        .unwrap();
+    let shorter = u8::try_from(old_field.len() - new_field.len()).unwrap();
+    expected[header_at + 2] -= shorter;
+    expected
+}
+
 fn run(input: &[u8], chunk: usize) -> Vec<u8> {
     let mut rewriter = Rewriter::default();
     let mut output = Vec::new();
@@ -67,19 +88,8 @@ fn grpcio_path_authority_becomes_localhost() {
     let input = hex(GRPCIO_CAPTURE);
     let old_field = hex("13746d7025324661757468253246782e736f636b");
     let new_field = [&[9u8][..], b"localhost"].concat();
-    let position = input
-        .windows(old_field.len())
-        .position(|w| w == old_field)
-        .unwrap();
-    let mut expected = input[..position].to_vec();
-    expected.extend_from_slice(&new_field);
-    expected.extend_from_slice(&input[position + old_field.len()..]);
     // The HEADERS frame is 10 bytes shorter: length 0xd8 becomes 0xce.
-    let header_at = expected
-        .windows(5)
-        .position(|w| w == hex("0000d80104"))
-        .unwrap();
-    expected[header_at + 2] = 0xce;
+    let expected = replaced(&input, &old_field, &new_field, "0000d80104");
 
     assert_eq!(run(&input, 4096), expected);
     // However the bytes arrive.
@@ -107,19 +117,8 @@ fn grpc_go_huffman_coded_path_authority_becomes_localhost() {
     let old_field =
         hex("41a65458534d6a8b09075aa2c35d16cc6a91158598c84d9e951611d31992bc85eeb58599741c9d7f");
     let new_field = [&[0x41u8, 9][..], b"localhost"].concat();
-    let position = input
-        .windows(old_field.len())
-        .position(|w| w == old_field)
-        .unwrap();
-    let mut expected = input[..position].to_vec();
-    expected.extend_from_slice(&new_field);
-    expected.extend_from_slice(&input[position + old_field.len()..]);
     // The HEADERS frame is 29 bytes shorter: length 0x78 becomes 0x5b.
-    let header_at = expected
-        .windows(5)
-        .position(|w| w == hex("0000780104"))
-        .unwrap();
-    expected[header_at + 2] = 0x78 - 29;
+    let expected = replaced(&input, &old_field, &new_field, "0000780104");
 
     assert_eq!(run(&input, 4096), expected);
     assert_eq!(run(&input, 1), expected);

@@ -1,5 +1,5 @@
 # Ambit's task runner. CI runs `make test`, exactly as the README says.
-.PHONY: demo test setup check lint fmt crds cluster bench-controlplane images
+.PHONY: demo test setup check lint fmt crds cluster bench-controlplane images release
 
 # Install what is missing, then run Ambit's demo: a local cluster with
 # simulated devices, an agent per node and the controller, until Ctrl-C.
@@ -38,6 +38,13 @@ PROFILE ?= release
 IMAGES_OUT ?= target/images
 images:
 	python3 deploy/images/build.py --profile $(PROFILE) --out $(IMAGES_OUT)
+
+# What a user downloads, in $(RELEASE_OUT): the chart packaged, the images,
+# an SBOM per image (CycloneDX), LICENSE, CHANGELOG.md and SHA256SUMS
+# (docs/release.md). PROFILE=debug packs the debug binaries, as for images.
+RELEASE_OUT ?= target/release-artifacts
+release:
+	./scripts/release.sh --profile $(PROFILE) --out "$(RELEASE_OUT)"
 
 # Start the local control plane with 3 KWOK nodes and Ambit's CRDs, until Ctrl-C.
 cluster: setup

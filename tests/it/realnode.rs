@@ -26,9 +26,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 
-mod realnode_steps;
+#[path = "realnode/mod.rs"]
+mod steps;
 
-use realnode_steps::Cluster;
+use steps::Cluster;
 
 /// Real nodes change machine-wide things (sysctls, cgroups): one test at a
 /// time, so each one's "before" is the machine's own.

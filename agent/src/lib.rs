@@ -95,6 +95,8 @@ pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandl
         )),
         #[cfg(feature = "modbus")]
         Arc::new(ambit_modbus::Modbus::new()),
+        #[cfg(feature = "mqtt")]
+        Arc::new(ambit_mqtt::Mqtt::new()),
         #[cfg(feature = "onvif")]
         Arc::new(ambit_onvif::Onvif::new()),
         #[cfg(feature = "opcua")]

@@ -9,6 +9,7 @@
 //!     ├─ debug-echo ─► /var/lib/ambit/debug-echo.sock ─register─► /var/lib/ambit/registration.sock
 //!     ├─ bluetooth ──► /var/lib/ambit/bluetooth.sock
 //!     ├─ modbus ─────► /var/lib/ambit/modbus.sock
+//!     ├─ mqtt ───────► /var/lib/ambit/mqtt.sock
 //!     └─ (udev, opcua, ... as features are added)
 //! ```
 //!
@@ -31,6 +32,8 @@ pub const COMPILED_IN: &[&str] = &[
     ambit_debug_echo::NAME,
     #[cfg(feature = "modbus")]
     ambit_modbus::NAME,
+    #[cfg(feature = "mqtt")]
+    ambit_mqtt::NAME,
     #[cfg(feature = "onvif")]
     ambit_onvif::NAME,
     #[cfg(feature = "opcua")]
@@ -138,6 +141,8 @@ fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, R
         ambit_bluetooth::NAME => Ok(Arc::new(ambit_bluetooth::Bluetooth::new())),
         #[cfg(feature = "modbus")]
         ambit_modbus::NAME => Ok(Arc::new(ambit_modbus::Modbus::new())),
+        #[cfg(feature = "mqtt")]
+        ambit_mqtt::NAME => Ok(Arc::new(ambit_mqtt::Mqtt::new())),
         #[cfg(feature = "onvif")]
         ambit_onvif::NAME => Ok(Arc::new(ambit_onvif::Onvif::new())),
         #[cfg(feature = "opcua")]

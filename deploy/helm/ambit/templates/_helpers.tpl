@@ -93,6 +93,7 @@ seccompProfile:
 {{- $names := list -}}
 {{- if $h.debugEcho.enabled }}{{ $names = append $names "debug-echo" }}{{ end -}}
 {{- if $h.modbus.enabled }}{{ $names = append $names "modbus" }}{{ end -}}
+{{- if $h.mqtt.enabled }}{{ $names = append $names "mqtt" }}{{ end -}}
 {{- if $h.opcua.enabled }}{{ $names = append $names "opcua" }}{{ end -}}
 {{- if $h.onvif.enabled }}{{ $names = append $names "onvif" }}{{ end -}}
 {{- if $h.udev.enabled }}{{ $names = append $names "udev" }}{{ end -}}

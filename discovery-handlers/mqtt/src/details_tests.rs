@@ -161,3 +161,23 @@ fn credentials_and_tls_come_from_properties_and_never_show_in_debug() {
     let e = with_properties(b, &[(CLIENT_CERT, "x"), (CA_CERT, "c")]).unwrap_err();
     assert!(e.starts_with("properties.MQTT_CLIENT_KEY:"), "{e}");
 }
+
+#[test]
+fn the_examples_details_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mqtt");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let set: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let details = set["spec"]["discovery"]["details"].clone();
+        let props = [(USERNAME, "u"), (PASSWORD, "p"), (CA_CERT, "pem")];
+        let result = with_properties(details, &props);
+        assert!(result.is_ok(), "{}: {result:?}", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}

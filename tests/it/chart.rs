@@ -136,11 +136,12 @@ kubeletDir: /var/snap/microk8s/common/var/lib/kubelet
 handlers:
   debugEcho: {{enabled: true}}
   modbus: {{enabled: true}}
+  mqtt: {{enabled: true}}
   opcua: {{enabled: true}}
   onvif: {{enabled: true}}
   udev: {{enabled: true}}
   bluetooth: {{enabled: true}}
-externalHandlers: {{enabled: true, handlers: [debug-echo, modbus, opcua, onvif, udev, bluetooth]}}
+externalHandlers: {{enabled: true, handlers: [debug-echo, modbus, mqtt, opcua, onvif, udev, bluetooth]}}
 agent:
   propertySources:
     namespaces:

@@ -121,7 +121,7 @@ async fn chart_renders_pass_server_side_dry_run() -> anyhow::Result<()> {
     assert!(
         handler
             .to_string()
-            .contains("debug-echo,modbus,opcua,onvif,udev,bluetooth")
+            .contains("debug-echo,modbus,mqtt,opcua,onvif,udev,bluetooth")
     );
     let role = find(all, "Role", "ambit-agent-properties")?;
     assert_eq!(role["metadata"]["namespace"], ns.as_str());

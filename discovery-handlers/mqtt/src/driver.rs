@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ambit_discovery::{Backoff, Device, DeviceStream, DiscoveryError};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS,
-    TlsConfiguration, Transport,
+    SubscribeFilter, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
@@ -148,10 +148,13 @@ impl BrokerTask {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(broker = %self.broker.url, "connected to the MQTT broker");
                     backoff.reset();
-                    for topic in index.subscriptions() {
-                        if let Err(error) = client.try_subscribe(topic, QoS::AtLeastOnce) {
-                            warn!(%error, "failed to subscribe");
-                        }
+                    // One SUBSCRIBE for every filter (a clean session has none).
+                    let filters = index
+                        .subscriptions()
+                        .into_iter()
+                        .map(|topic| SubscribeFilter::new(topic, QoS::AtLeastOnce));
+                    if let Err(error) = client.try_subscribe_many(filters) {
+                        warn!(%error, "failed to subscribe");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

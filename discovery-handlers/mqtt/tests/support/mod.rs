@@ -2,7 +2,7 @@
 //! free loopback port (password file made with mosquitto_passwd, TLS
 //! certificates made with rcgen), and Sparkplug B edge nodes on Eclipse
 //! Tahu's Node.js client (npm sparkplug-client, pinned, installed once
-//! into the target directory).
+//! into the tests' cache, ~/.cache/ambit/npm).
 
 #![allow(
     dead_code,
@@ -157,31 +157,55 @@ impl Drop for Mosquitto {
     }
 }
 
-/// Installs the pinned Tahu client once; returns its node_modules folder.
+/// Where the tests keep what they download, as the ambit-tests harness
+/// does: `$AMBIT_CACHE_DIR`, else `$XDG_CACHE_HOME/ambit`, else
+/// `~/.cache/ambit`.
+fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AMBIT_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("ambit");
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache").join("ambit")
+}
+
+/// Installs the pinned Tahu client once (into a fresh folder, then renamed
+/// into place, so a broken install is never taken for a good one); returns
+/// its node_modules folder.
 fn tahu_modules() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("npm")
-        .join(TAHU_CLIENT.replace('@', "-"));
-    let modules = dir.join("node_modules");
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = INSTALL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let stamp = dir.join("installed");
-    if !stamp.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let output = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg(TAHU_CLIENT)
-            .output()
-            .expect("npm (Node.js) to install the Sparkplug edge node");
-        assert!(
-            output.status.success(),
-            "npm install {TAHU_CLIENT} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::write(&stamp, TAHU_CLIENT).unwrap();
+    let npm = cache_root().join("npm");
+    let dir = npm.join(TAHU_CLIENT.replace('@', "-"));
+    let modules = dir.join("node_modules");
+    if modules.join("sparkplug-client").join("index.js").exists() {
+        return modules;
+    }
+    let fresh = npm.join(format!(
+        "{}.{}",
+        TAHU_CLIENT.replace('@', "-"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).unwrap();
+    let output = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&fresh)
+        .arg(TAHU_CLIENT)
+        .output()
+        .expect("npm (Node.js) to install the Sparkplug edge node");
+    assert!(
+        output.status.success(),
+        "npm install {TAHU_CLIENT} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if std::fs::rename(&fresh, &dir).is_err() {
+        // Another process installed it first.
+        let _ = std::fs::remove_dir_all(&fresh);
     }
     modules
 }

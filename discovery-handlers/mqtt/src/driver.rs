@@ -207,7 +207,8 @@ impl Ignoring {
             Ignored::Topic => "unexpected topic",
             Ignored::Oversize => "payload over maxPayloadBytes",
             Ignored::Payload => "payload not Sparkplug B",
-            Ignored::Filtered => "filtered or over maxDevices",
+            Ignored::Filtered => "filtered out (groups, edgeNodes, devices)",
+            Ignored::Limit => "a new device over maxDevices",
             Ignored::StaleDeath => "stale NDEATH (bdSeq of an earlier session)",
         };
         *self.counts.entry(label).or_default() += 1;

@@ -253,15 +253,21 @@ fn filters_limits_and_bad_payloads_change_nothing() {
         Err(Ignored::Topic)
     );
     assert_eq!(ids(&ix), ["spb://plant-a/n/pump1"]);
-    for d in ["pump2", "pump3", "pump4"] {
+    let birth = |ix: &mut Index, d: &str| {
         ix.apply(
             &format!("spBv1.0/plant-a/DBIRTH/n/{d}"),
             &payload(vec![]),
             t,
         )
-        .unwrap();
-    }
-    assert_eq!(ids(&ix).len(), 2, "maxDevices");
+    };
+    assert_eq!(birth(&mut ix, "pump2"), Ok(true));
+    assert_eq!(birth(&mut ix, "pump3"), Err(Ignored::Limit), "maxDevices");
+    assert_eq!(
+        birth(&mut ix, "pump2"),
+        Ok(false),
+        "a known device is reborn"
+    );
+    assert_eq!(ids(&ix).len(), 2);
     assert!(ix.reset());
     assert!(ids(&ix).is_empty());
 }

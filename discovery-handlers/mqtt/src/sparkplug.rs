@@ -49,6 +49,8 @@ pub enum Ignored {
     Payload,
     /// Filtered out by groups/edgeNodes/devices.
     Filtered,
+    /// A new device while `maxDevices` are reported.
+    Limit,
     /// An NDEATH whose bdSeq is not the current NBIRTH's.
     StaleDeath,
 }
@@ -156,6 +158,13 @@ impl State {
                 }
                 let payload = Payload::decode(payload).map_err(|_| Ignored::Payload)?;
                 let metrics = describe(&payload, self.limits.max_metrics);
+                let known = self
+                    .nodes
+                    .get(&key)
+                    .is_some_and(|n| n.devices.contains_key(device));
+                if !known && self.count() >= self.limits.max_devices {
+                    return Err(Ignored::Limit);
+                }
                 let node = self.nodes.entry(key).or_default();
                 let old = node.devices.insert(device.to_owned(), metrics);
                 Ok(old.as_ref() != node.devices.get(device))

@@ -81,7 +81,7 @@ impl State {
             return Ok(self.seen.remove(id).is_some());
         }
         if !self.seen.contains_key(id) && self.seen.len() >= self.limits.max_devices {
-            return Err(Ignored::Filtered);
+            return Err(Ignored::Limit);
         }
         let old = self.seen.insert(
             id.to_owned(),

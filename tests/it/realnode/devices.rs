@@ -157,12 +157,7 @@ impl Cluster<'_> {
             node0,
             TIMEOUT,
             "the resource allocatable",
-            |n: Option<&Node>| {
-                n.and_then(|n| n.status.as_ref())
-                    .and_then(|s| s.allocatable.as_ref())
-                    .and_then(|a| a.get(&resource))
-                    .is_some_and(|q| q.0 == "1")
-            },
+            allocatable(&resource, "1"),
         )
         .await?;
 
@@ -236,12 +231,7 @@ impl Cluster<'_> {
             node0,
             TIMEOUT,
             "the set's slot on it taken",
-            |n: Option<&Node>| {
-                n.and_then(|n| n.status.as_ref())
-                    .and_then(|s| s.allocatable.as_ref())
-                    .and_then(|a| a.get("ambit.dev/loops"))
-                    .is_some_and(|q| q.0 == "0")
-            },
+            allocatable("ambit.dev/loops", "0"),
         )
         .await?;
         let mut any = container("app", script);
@@ -351,5 +341,15 @@ impl Cluster<'_> {
             "DRA: a local and a shared device prepared by the agent through the real kubelet"
         );
         Ok(())
+    }
+}
+
+/// A node whose allocatable amount of `resource` is `amount`.
+fn allocatable<'r>(resource: &'r str, amount: &'r str) -> impl Fn(Option<&Node>) -> bool + 'r {
+    move |n: Option<&Node>| {
+        n.and_then(|n| n.status.as_ref())
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get(resource))
+            .is_some_and(|q| q.0 == amount)
     }
 }

@@ -12,31 +12,23 @@ impl Cluster<'_> {
         std::fs::write(&file, values)?;
         let chart = chart_dir().display().to_string();
         let file = file.display().to_string();
-        // A wrong value is refused by the chart's schema, naming it.
-        let refused = self.helm(&[
+        let install = [
             "install",
             RELEASE,
             &chart,
             "--create-namespace",
             "-f",
             &file,
-            "--set",
-            "agent.logLevel=loud",
-        ]);
+        ];
+        // A wrong value is refused by the chart's schema, naming it.
+        let refused = self.helm(&[&install[..], &["--set", "agent.logLevel=loud"]].concat());
         let message = format!("{refused:?}");
         anyhow::ensure!(
             refused.is_err() && message.contains("logLevel"),
             "helm install with agent.logLevel=loud was not refused by the schema: {message}"
         );
         let started = Instant::now();
-        self.helm(&[
-            "install",
-            RELEASE,
-            &chart,
-            "--create-namespace",
-            "-f",
-            &file,
-        ])?;
+        self.helm(&install)?;
         self.wait_ambit_ready().await?;
         eprintln!(
             "helm install → every Ambit pod Ready: {:.1} s",

@@ -333,11 +333,6 @@ fn validate(details: Details, properties: &BTreeMap<String, String>) -> Result<P
             }
         },
     };
-    if brokers.iter().any(|b| b.tls) && tls.ca.is_none() {
-        return Err(format!(
-            "properties.{CA_CERT}: required for tls:// brokers (the CA certificates, PEM)"
-        ));
-    }
     Ok(Plan {
         brokers,
         watch,

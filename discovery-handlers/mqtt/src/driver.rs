@@ -32,7 +32,7 @@ type Update = Result<(usize, Vec<Device>), DiscoveryError>;
 /// Starts one task per broker and returns the stream of complete sets.
 pub fn device_sets(plan: Plan, node: &str) -> Result<DeviceStream, DiscoveryError> {
     let tls = if plan.brokers.iter().any(|b| b.tls) {
-        Some(tls::client_config(&plan.tls).map_err(DiscoveryError::InvalidDetails)?)
+        Some(tls::client_config(&plan.tls)?)
     } else {
         None
     };

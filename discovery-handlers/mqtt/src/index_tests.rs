@@ -372,7 +372,7 @@ fn random_and_mangled_messages_never_panic() {
         };
         messages.push((topic, payload));
     }
-    crate::fuzzing::messages(
+    let _ = crate::fuzzing::messages(
         json!({"brokers": [BROKER_URL], "includeEdgeNodes": true, "maxDevices": 5}),
         &messages,
     );
@@ -380,8 +380,48 @@ fn random_and_mangled_messages_never_panic() {
         .iter()
         .map(|(t, p)| (t.replace("spBv1.0", "x"), p.clone()))
         .collect();
-    crate::fuzzing::messages(
+    let _ = crate::fuzzing::messages(
         json!({"brokers": [BROKER_URL], "mode": "topics", "topic": "x/+/+/+", "idLevel": 3, "timeout": "1s"}),
         &topics,
     );
+}
+
+/// The fuzz target's framing (fuzz/fuzz_targets/messages.rs) reaches the
+/// index in every mode: well-formed births and statuses, framed, make
+/// devices, so the fuzzer explores past the details check.
+#[test]
+fn fuzz_framing_reaches_devices_in_every_mode() {
+    fn framed(mode: u8, messages: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut data = vec![mode];
+        for (topic, payload) in messages {
+            data.push(u8::try_from(topic.len()).unwrap());
+            data.extend_from_slice(topic.as_bytes());
+            data.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+            data.extend_from_slice(payload);
+        }
+        data
+    }
+    let births = |group: &str| {
+        vec![
+            (
+                format!("spBv1.0/{group}/NBIRTH/n"),
+                payload(vec![bd_seq(0)]),
+            ),
+            (
+                format!("spBv1.0/{group}/DBIRTH/n/d"),
+                payload(vec![metric("T", 10, None)]),
+            ),
+        ]
+    };
+    // Mode 0 counts the edge node too; mode 1 filters groups on g*.
+    assert_eq!(crate::fuzzing::bytes(&framed(0, &births("g1"))), 2);
+    assert_eq!(crate::fuzzing::bytes(&framed(1, &births("g1"))), 1);
+    assert_eq!(crate::fuzzing::bytes(&framed(1, &births("h"))), 0);
+    let status = [("d/pump/s/x".to_owned(), b"on".to_vec())];
+    assert_eq!(crate::fuzzing::bytes(&framed(2, &status)), 1);
+    // Cut anywhere, the input still never panics.
+    let whole = framed(0, &births("g1"));
+    for end in 0..whole.len() {
+        let _ = crate::fuzzing::bytes(&whole[..end]);
+    }
 }

@@ -89,12 +89,11 @@ pub mod fuzzing {
     use crate::details::plan;
     use crate::index::Index;
 
-    /// Feeds `(topic, payload)` messages through the index of `details`.
-    /// Must never panic.
-    pub fn messages(details: serde_json::Value, messages: &[(String, Vec<u8>)]) {
-        let Ok(plan) = plan(&DiscoverRequest::new(details)) else {
-            return;
-        };
+    /// Feeds `(topic, payload)` messages through the index of `details`
+    /// and returns how many devices it holds at the end (`None` when the
+    /// details are invalid). Must never panic.
+    pub fn messages(details: serde_json::Value, messages: &[(String, Vec<u8>)]) -> Option<usize> {
+        let plan = plan(&DiscoverRequest::new(details)).ok()?;
         let mut index = Index::new(&plan.watch, plan.limits, "tcp://127.0.0.1:1883");
         let start = Instant::now();
         for (i, (topic, payload)) in messages.iter().enumerate() {
@@ -103,5 +102,44 @@ pub mod fuzzing {
             let _ = index.expire(now);
             assert!(index.devices().len() <= plan.limits.max_devices);
         }
+        Some(index.devices().len())
+    }
+
+    /// The fuzz target's input: the first byte picks the handler's mode and
+    /// limits, the rest is messages framed as `[topic length: u8][topic]
+    /// [payload length: u16 BE][payload]`, cut short where the bytes end.
+    /// Topics are taken lossily as UTF-8, as rumqttc hands them over only
+    /// when valid. Returns the devices held at the end. Must never panic.
+    pub fn bytes(data: &[u8]) -> usize {
+        let Some((&mode, mut rest)) = data.split_first() else {
+            return 0;
+        };
+        let broker = "tcp://127.0.0.1:1883";
+        let details = match mode % 3 {
+            0 => {
+                serde_json::json!({"brokers": [broker], "includeEdgeNodes": true, "maxDevices": 8, "maxMetrics": 4})
+            }
+            1 => serde_json::json!({"brokers": [broker], "groups": ["g*"], "maxPayloadBytes": 512}),
+            _ => serde_json::json!({
+                "brokers": [broker], "mode": "topics", "topic": "d/+/s/+", "idLevel": 1,
+                "onlineValue": "on", "timeout": "1s", "maxDevices": 8,
+            }),
+        };
+        let mut messages = Vec::new();
+        while let Some((&topic_len, tail)) = rest.split_first() {
+            let (topic, tail) = tail.split_at(usize::from(topic_len).min(tail.len()));
+            let (len, tail) = tail.split_at(tail.len().min(2));
+            let payload_len = match len {
+                [hi, lo] => usize::from(u16::from_be_bytes([*hi, *lo])),
+                _ => 0,
+            };
+            let (payload, tail) = tail.split_at(payload_len.min(tail.len()));
+            messages.push((
+                String::from_utf8_lossy(topic).into_owned(),
+                payload.to_vec(),
+            ));
+            rest = tail;
+        }
+        self::messages(details, &messages).unwrap_or_default()
     }
 }

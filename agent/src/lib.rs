@@ -93,6 +93,8 @@ pub fn embedded_handlers(options: &HandlerOptions) -> Vec<Arc<dyn DiscoveryHandl
         Arc::new(ambit_debug_echo::DebugEcho::from_state_dir(
             options.debug_echo_dir.clone(),
         )),
+        #[cfg(feature = "mdns")]
+        Arc::new(ambit_mdns::Mdns::new()),
         #[cfg(feature = "modbus")]
         Arc::new(ambit_modbus::Modbus::new()),
         #[cfg(feature = "mqtt")]

@@ -8,6 +8,7 @@
 //!   ambit-handler --socket-dir /var/lib/ambit
 //!     ├─ debug-echo ─► /var/lib/ambit/debug-echo.sock ─register─► /var/lib/ambit/registration.sock
 //!     ├─ bluetooth ──► /var/lib/ambit/bluetooth.sock
+//!     ├─ mdns ───────► /var/lib/ambit/mdns.sock
 //!     ├─ modbus ─────► /var/lib/ambit/modbus.sock
 //!     ├─ mqtt ───────► /var/lib/ambit/mqtt.sock
 //!     └─ (udev, opcua, ... as features are added)
@@ -30,6 +31,8 @@ use tracing::info;
 pub const COMPILED_IN: &[&str] = &[
     #[cfg(feature = "debug-echo")]
     ambit_debug_echo::NAME,
+    #[cfg(feature = "mdns")]
+    ambit_mdns::NAME,
     #[cfg(feature = "modbus")]
     ambit_modbus::NAME,
     #[cfg(feature = "mqtt")]
@@ -139,6 +142,8 @@ fn build_handler(name: &str, args: &Args) -> Result<Arc<dyn DiscoveryHandler>, R
         }
         #[cfg(feature = "bluetooth")]
         ambit_bluetooth::NAME => Ok(Arc::new(ambit_bluetooth::Bluetooth::new())),
+        #[cfg(feature = "mdns")]
+        ambit_mdns::NAME => Ok(Arc::new(ambit_mdns::Mdns::new())),
         #[cfg(feature = "modbus")]
         ambit_modbus::NAME => Ok(Arc::new(ambit_modbus::Modbus::new())),
         #[cfg(feature = "mqtt")]

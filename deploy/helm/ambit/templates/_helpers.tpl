@@ -28,10 +28,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Whether any handler needs the host's network: ONVIF (WS-Discovery
-     multicast) and udev (udevd's monitor messages are netlink multicasts
-     that reach only the host's network namespace). */}}
+     multicast), mDNS (multicast DNS on the node's links) and udev (udevd's
+     monitor messages are netlink multicasts that reach only the host's
+     network namespace). */}}
 {{- define "ambit.hostNetwork" -}}
-{{- if or .Values.handlers.onvif.enabled .Values.handlers.udev.enabled }}true{{ end -}}
+{{- if or .Values.handlers.onvif.enabled .Values.handlers.mdns.enabled .Values.handlers.udev.enabled }}true{{ end -}}
 {{- end -}}
 
 {{/* The security context of containers that need root on the node
@@ -92,6 +93,7 @@ seccompProfile:
 {{- $h := .Values.handlers -}}
 {{- $names := list -}}
 {{- if $h.debugEcho.enabled }}{{ $names = append $names "debug-echo" }}{{ end -}}
+{{- if $h.mdns.enabled }}{{ $names = append $names "mdns" }}{{ end -}}
 {{- if $h.modbus.enabled }}{{ $names = append $names "modbus" }}{{ end -}}
 {{- if $h.mqtt.enabled }}{{ $names = append $names "mqtt" }}{{ end -}}
 {{- if $h.opcua.enabled }}{{ $names = append $names "opcua" }}{{ end -}}

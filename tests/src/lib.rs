@@ -13,8 +13,10 @@
 //! - [`env`]: one control plane per test binary, one namespace per test, logs on failure.
 //! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
 //! - [`helm`], [`prometheus`]: Helm built from its Go module; Debian's Prometheus on loopback.
+//! - [`bench`]: the release agent the latency benchmarks time, and their summary.
 
 pub mod agents;
+pub mod bench;
 pub mod binaries;
 pub mod controllers;
 pub mod controlplane;

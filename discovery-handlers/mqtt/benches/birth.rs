@@ -26,8 +26,9 @@
 mod support;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use ambit_tests::bench::{self, Latencies};
 use serde_json::json;
 use support::{Discovery, EdgeNode, Mosquitto, PASSWORD, USER};
 
@@ -39,14 +40,12 @@ macro_rules! say {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !bench::is_bench_run() {
         say!("birth: a benchmark; run it with `cargo bench -p ambit-mqtt --bench birth`");
         return;
     }
-    let births: usize = std::env::var("AMBIT_BENCH_BIRTHS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25)
+    let births = bench::count_from_env("AMBIT_BENCH_BIRTHS", 25)
+        .unwrap()
         .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -68,7 +67,7 @@ async fn bench(births: usize) {
     node.expect("born");
     let id = "spb://plant/bench/meter";
     discovery.until(&[id]).await;
-    let mut latencies = Vec::with_capacity(births);
+    let mut latencies = Latencies::default();
     for _ in 0..births {
         node.send("ddeath meter");
         discovery.until(&[]).await;
@@ -77,29 +76,11 @@ async fn bench(births: usize) {
         discovery.until(&[id]).await;
         latencies.push(sent.elapsed());
     }
-    latencies.sort();
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
     say!(
         "mqtt birth latency: births published (Tahu edge node) → device in the handler's set, {} births, {} profile, {} cores",
         latencies.len(),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, usize::from)
+        bench::profile(),
+        bench::cores()
     );
-    say!(
-        "  p50 {:.1} ms   p90 {:.1} ms   max {:.1} ms   min {:.1} ms",
-        ms(pick(0.5)),
-        ms(pick(0.9)),
-        ms(latencies[latencies.len() - 1]),
-        ms(latencies[0]),
-    );
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    say!("  {}", latencies.summary());
 }

@@ -13,7 +13,7 @@
 //! | variable | default | |
 //! |---|---|---|
 //! | `AMBIT_BENCH_PLUGS` | 20 | plug events |
-//! | `AMBIT_AGENT_BIN` | built here | the `ambit-agent` to run (must have the `udev` feature) |
+//! | `AMBIT_AGENT_BIN` | a release build made now, default features | the `ambit-agent` to run (must have the `udev` feature) |
 //!
 //! Prints p50/p90/max; never fails for being slow. Under `cargo test` (no
 //! `--bench` argument) it only says how to run it.
@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::Device;
 use ambit_tests::agents::Agent;
+use ambit_tests::bench::{self, Latencies};
 use ambit_tests::{TestEnv, crds, nodes};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::StreamExt;
 use kube::Api;
 use kube::api::PostParams;
@@ -45,49 +46,16 @@ macro_rules! say {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !bench::is_bench_run() {
         say!("hotplug: a benchmark; run it with `cargo bench -p ambit-udev --bench hotplug`");
         return Ok(());
     }
-    let plugs: usize = match std::env::var("AMBIT_BENCH_PLUGS") {
-        Ok(value) => value
-            .parse()
-            .with_context(|| format!("AMBIT_BENCH_PLUGS={value:?}"))?,
-        Err(_) => 20,
-    };
-    let agent = agent_binary()?;
+    let plugs = bench::count_from_env("AMBIT_BENCH_PLUGS", 20)?;
+    let agent = bench::release_agent()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(Box::pin(bench(agent, plugs.max(1))))
-}
-
-/// The agent to run: `AMBIT_AGENT_BIN`, or a release build made now.
-fn agent_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("AMBIT_AGENT_BIN") {
-        return Ok(path.into());
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "ambit-agent",
-            "--bin",
-            "ambit-agent",
-        ])
-        .args(["--features", "udev"])
-        .status()
-        .context("failed to run cargo build for ambit-agent")?;
-    if !status.success() {
-        bail!("cargo build -p ambit-agent failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target.join("release/ambit-agent"))
 }
 
 async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
@@ -136,7 +104,7 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
         .await?;
 
     let mut first_seen: HashMap<String, Instant> = HashMap::new();
-    let mut latencies = Vec::with_capacity(plugs);
+    let mut latencies = Latencies::default();
     for round in 0..plugs {
         let serial = format!("BENCH{round:04}");
         let name = format!("adapter-{round}");
@@ -173,25 +141,11 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
     drop(agent);
     testbed.stop().await;
 
-    latencies.sort();
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
     say!(
         "udev hot-plug latency: uevent \"add\" → Device created (watch), {} plugs, release agent, {} cores",
         latencies.len(),
-        std::thread::available_parallelism().map_or(0, usize::from)
+        bench::cores()
     );
-    say!(
-        "  p50 {:.1} ms   p90 {:.1} ms   max {:.1} ms   min {:.1} ms",
-        ms(pick(0.5)),
-        ms(pick(0.9)),
-        ms(latencies[latencies.len() - 1]),
-        ms(latencies[0]),
-    );
+    say!("  {}", latencies.summary());
     Ok(())
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

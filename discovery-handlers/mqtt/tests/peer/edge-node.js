@@ -5,6 +5,7 @@
 //      DEVICES (comma-separated), BDSEQ, CA_FILE (for mqtts://)
 // stdin, one command a line:
 //   rebirth              publish NBIRTH and the DBIRTHs again
+//   dbirth <device>      add a device (if new) and publish its DBIRTH
 //   ddeath <device>      publish that device's DDEATH
 //   stop                 publish NDEATH (current bdSeq) and disconnect
 //   publish <topic> <hex payload, - for none> [retain]   a raw message
@@ -34,6 +35,21 @@ const client = sparkplug.newClient({
 client.bdSeq = Number(env.BDSEQ || "0");
 const devices = (env.DEVICES || "").split(",").filter((d) => d.length > 0);
 
+function deviceBirth(device, now) {
+  client.publishDeviceBirth(device, {
+    timestamp: now,
+    metrics: [
+      {
+        name: "Temperature",
+        type: "double",
+        value: 21.5,
+        properties: { engUnit: { type: "string", value: "degC" } },
+      },
+      { name: "Running", type: "boolean", value: true },
+    ],
+  });
+}
+
 function births() {
   const now = Date.now();
   client.publishNodeBirth({
@@ -41,18 +57,7 @@ function births() {
     metrics: [{ name: "Node Control/Rebirth", type: "boolean", value: false }],
   });
   for (const device of devices) {
-    client.publishDeviceBirth(device, {
-      timestamp: now,
-      metrics: [
-        {
-          name: "Temperature",
-          type: "double",
-          value: 21.5,
-          properties: { engUnit: { type: "string", value: "degC" } },
-        },
-        { name: "Running", type: "boolean", value: true },
-      ],
-    });
+    deviceBirth(device, now);
   }
   console.log("born");
 }
@@ -64,6 +69,12 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
   const [command, ...args] = line.trim().split(/\s+/);
   if (command === "rebirth") {
     births();
+  } else if (command === "dbirth") {
+    if (!devices.includes(args[0])) {
+      devices.push(args[0]);
+    }
+    deviceBirth(args[0], Date.now());
+    console.log("dbirth " + args[0]);
   } else if (command === "ddeath") {
     client.publishDeviceDeath(args[0], { timestamp: Date.now(), metrics: [] });
     console.log("ddeath " + args[0]);

@@ -1,0 +1,130 @@
+//! What the latency benchmarks share: the release agent they time, and one
+//! way to summarise their samples, so every figure in docs/benchmarks.md is
+//! taken and printed alike.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The agent to time: `AMBIT_AGENT_BIN` when set, else a release
+/// `ambit-agent` built now with its default features (the software as
+/// shipped), by the `cargo` running the bench.
+pub fn release_agent() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("AMBIT_AGENT_BIN") {
+        return Ok(path.into());
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "ambit-agent",
+            "--bin",
+            "ambit-agent",
+        ])
+        .status()
+        .context("failed to run cargo build for ambit-agent")?;
+    if !status.success() {
+        bail!("cargo build --release -p ambit-agent failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join("release/ambit-agent"))
+}
+
+/// Whether the bench binary was started by `cargo bench` (which passes
+/// `--bench`); under `cargo test` a bench only says how to run it.
+pub fn is_bench_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A number from the environment, or `default` when unset.
+pub fn count_from_env(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .with_context(|| format!("{name}={value:?} is not a count")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Latency samples, summarised as the docs show them.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    /// Adds one sample.
+    pub fn push(&mut self, sample: Duration) {
+        self.0.push(sample);
+    }
+
+    /// How many samples there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `q` quantile (nearest rank), `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let rank = (sorted.len() as f64 * q).ceil() as usize;
+        sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+    }
+
+    /// `p50 … ms   p90 … ms   max … ms   min … ms`.
+    pub fn summary(&self) -> String {
+        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        format!(
+            "p50 {:.1} ms   p90 {:.1} ms   max {:.1} ms   min {:.1} ms",
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.9)),
+            ms(self.0.iter().max().copied()),
+            ms(self.0.iter().min().copied()),
+        )
+    }
+}
+
+/// `release` or `debug`: the profile the bench itself was built with.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// The machine's cores, as the figures' headers name them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let mut l = Latencies::default();
+        assert_eq!(l.quantile(0.5), None);
+        for ms in [5, 1, 4, 2, 3, 10, 9, 8, 7, 6] {
+            l.push(Duration::from_millis(ms));
+        }
+        assert_eq!(l.quantile(0.5), Some(Duration::from_millis(5)));
+        assert_eq!(l.quantile(0.9), Some(Duration::from_millis(9)));
+        assert_eq!(l.quantile(1.0), Some(Duration::from_millis(10)));
+        assert_eq!(l.quantile(0.0), Some(Duration::from_millis(1)));
+        assert_eq!(
+            l.summary(),
+            "p50 5.0 ms   p90 9.0 ms   max 10.0 ms   min 1.0 ms"
+        );
+    }
+}

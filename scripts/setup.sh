@@ -10,6 +10,8 @@
 #     python3, for the Bluetooth handler's tests.
 #   - The control plane's binaries (etcd, Kubernetes, KWOK) and Helm, built
 #     from their Go modules into ~/.cache/ambit, once per version.
+#   - The demo's (and the mqtt and mdns tests') device peers: Eclipse Tahu's
+#     Sparkplug client (npm) and python-zeroconf (a venv), into ~/.cache/ambit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,7 @@ need() {
 need cargo "install Rust from https://rustup.rs"
 need go "install Go 1.26 or newer from https://go.dev/dl (Debian's is too old for Kubernetes 1.36)"
 need python3 "install Python 3.11 or newer"
+need npm "install Node.js 18 or newer with npm (the mqtt tests' and the demo's Sparkplug edge node)"
 
 # Debian packages.
 missing=()
@@ -65,3 +68,9 @@ cargo run --quiet --locked -p ambit-tests --bin controlplane-bench -- 0
 # once per version into ~/.cache/ambit/helm, then reused.
 say "Helm (built from its Go module on first use, then cached)"
 cargo run --quiet --locked -p ambit-tests --bin ambit-helm -- version --short
+
+# The Sparkplug B edge node's client (npm sparkplug-client) and the mDNS
+# responder's python-zeroconf (a venv), pinned in tests/src/peers, installed
+# once into ~/.cache/ambit/{npm,venv}; the demo and the tests use them there.
+say "the demo's Sparkplug edge node and mDNS responder (npm and pip, cached)"
+cargo run --quiet --locked -p ambit-tests --bin ambit-demo -- --prepare

@@ -313,6 +313,15 @@ impl ControlPlane {
         Process::spawn(name, cmd, &self.log_dir(), &self.janitor)
     }
 
+    /// [`ControlPlane::spawn_process`], with a pipe to the process's stdin.
+    pub fn spawn_piped_process(
+        &self,
+        name: &str,
+        cmd: Command,
+    ) -> Result<(Process, std::process::ChildStdin), Error> {
+        Process::spawn_piped(name, cmd, &self.log_dir(), &self.janitor)
+    }
+
     /// The last `lines` lines of every component's log, for a failing test.
     pub fn log_tails(&self, lines: usize) -> String {
         let processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,28 +4,32 @@
 //! ```text
 //!  simulated PLC (pymodbus, 127.0.0.1) ─┐   mocked BLE sensors (dbusmock, private D-Bus) ─┐
 //!  simulated OPC UA servers (asyncua, 127.0.0.1) ─┐                                        │
-//!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, bluetooth, opcua) ── controller
-//!        │                    └─ unix socket ─► ambit-handler --handler onvif, one per node (as root)
-//!        │                          in netns <demo>-lan (10.78.0.1) ◄─ veth ─► netns <demo>-cam (10.78.0.2):
-//!        │                                                   simulated ONVIF camera (onvif-server)
-//!        └── examples/{debug-echo,modbus,bluetooth,opcua,onvif}/*.yaml applied ──► Devices ──► broker pods
+//!  Sparkplug B edge node plant/line-1: pump-1, valve-1 (Tahu) ─► mosquitto (127.0.0.1) ─┐  │
+//!  control plane + N KWOK nodes ── agent per node (debug-echo, modbus, mqtt, opcua, bluetooth) ── controller
+//!        │                    └─ unix socket ─► ambit-handler --handler onvif,mdns, one per node (as root)
+//!        │                          in netns <demo>-lan (10.78.0.1) ◄─ veth ─► netns <demo>-dev:
+//!        │                              10.78.0.2 simulated ONVIF camera (onvif-server)
+//!        │                              10.78.0.3 IPP printer "Office Laser" announced by mDNS (python-zeroconf)
+//!        └── examples/{debug-echo,modbus,bluetooth,opcua,mqtt,onvif,mdns}/*.yaml applied ──► Devices ──► broker pods
 //! ```
 //!
-//! WS-Discovery is multicast, which is off on the host's loopback here and
-//! must never reach a real network: so the camera and the nodes' onvif
-//! handlers live in two network namespaces of their own, joined by a veth
-//! pair, and the agents (in the host's namespace) reach their handler over
-//! its unix socket. Making namespaces needs root; without it the demo runs
-//! without the camera and says so.
+//! WS-Discovery and mDNS are multicast, which is off on the host's loopback
+//! here and must never reach a real network: so the camera, the printer and
+//! the nodes' onvif and mdns handlers live in two network namespaces of
+//! their own, joined by a veth pair, and the agents (in the host's
+//! namespace) reach their handlers over their unix sockets. Making
+//! namespaces needs root; without it the demo runs without the camera and
+//! the printer and says so. MQTT is unicast: the broker is on loopback, where
+//! the agents' embedded mqtt handlers reach it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
-use k8s_openapi::api::core::v1::Pod;
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -34,10 +38,18 @@ use crate::controllers::Controller;
 use crate::process::Process;
 use crate::{ControlPlane, nodes};
 
+mod lan;
+mod mdns;
+mod mqtt;
 mod onvif;
+mod simulators;
 
-use onvif::AGENT_HANDLERS_WITHOUT_ONVIF;
+use lan::AGENT_HANDLERS_WITHOUT_LAN;
+pub use lan::Lan;
+pub use mdns::{MdnsPrinter, PRINTER_ID, PRINTER_INSTANCE};
+pub use mqtt::{SPARKPLUG_DEVICES, SPARKPLUG_GROUP, SPARKPLUG_NODE, SparkplugNode, sparkplug_ids};
 pub use onvif::{CAMERA_UUID, OnvifCamera};
+pub use simulators::Simulators;
 
 /// The namespace the demo applies its DeviceSets to.
 pub const NAMESPACE: &str = "default";
@@ -53,104 +65,9 @@ pub struct Demo {
     pub controller: Controller,
     /// The simulated devices.
     pub simulators: Simulators,
-    /// The simulated ONVIF camera, or why there is none.
-    pub camera: Result<OnvifCamera, String>,
-}
-
-/// Simulated devices that speak real protocols.
-#[derive(Debug)]
-pub struct Simulators {
-    /// The simulated Modbus PLC's port on 127.0.0.1 (units 1 and 2).
-    pub plc_port: u16,
-    /// The private D-Bus bus where the mocked BLE sensors advertise.
-    pub ble_bus: String,
-    /// The simulated OPC UA servers' ports on 127.0.0.1 (two boilers).
-    pub opcua_ports: [u16; 2],
-    _plc: Process,
-    _ble: Process,
-    _opcua: [Process; 2],
-}
-
-impl Simulators {
-    /// Starts a pymodbus PLC and two mocked BLE thermometers, and waits until
-    /// both serve.
-    pub async fn start(control_plane: &ControlPlane, examples_dir: &Path) -> anyhow::Result<Self> {
-        let plc_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut plc = Command::new("python3");
-        plc.arg(examples_dir.join("modbus/plc-simulator.py")).args([
-            "--port",
-            &plc_port.to_string(),
-            "--unit",
-            "1",
-            "--unit",
-            "2",
-        ]);
-        let plc = control_plane.spawn_process("plc-simulator", plc)?;
-
-        let socket = control_plane.dir.join("ble-bus.sock");
-        let mut ble = Command::new(examples_dir.join("bluetooth/mock-sensor.sh"));
-        ble.args(["--sensors", "2", "--socket"]).arg(&socket);
-        let ble = control_plane.spawn_process("ble-sensors", ble)?;
-
-        // Two asyncua servers: a secured one and a ClientAndServer.
-        let mut opcua_ports = [0; 2];
-        let mut opcua = Vec::new();
-        let servers: [&[&str]; 2] = [
-            &["--name", "Boiler 1", "--secure"],
-            &["--name", "Boiler 2", "--type", "clientAndServer"],
-        ];
-        for (index, args) in servers.into_iter().enumerate() {
-            opcua_ports[index] = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let mut server = Command::new("python3");
-            server
-                .arg(examples_dir.join("opcua/opcua-server.py"))
-                .args(["--port", &opcua_ports[index].to_string()])
-                .args(args);
-            opcua.push(control_plane.spawn_process(&format!("opcua-server-{index}"), server)?);
-        }
-        let opcua: [Process; 2] = opcua
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("two OPC UA servers"))?;
-
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut plc_ready = false;
-        let mut opcua_ready = [false; 2];
-        while !(plc_ready && socket.exists() && opcua_ready.iter().all(|ready| *ready)) {
-            plc_ready = plc_ready
-                || tokio::net::TcpStream::connect(("127.0.0.1", plc_port))
-                    .await
-                    .is_ok();
-            for (ready, port) in opcua_ready.iter_mut().zip(opcua_ports) {
-                *ready = *ready
-                    || tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .is_ok();
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "the simulators did not start (run `make setup`):\n{}\n{}\n{}\n{}",
-                    crate::process::tail(plc.log(), 20),
-                    crate::process::tail(ble.log(), 20),
-                    crate::process::tail(opcua[0].log(), 20),
-                    crate::process::tail(opcua[1].log(), 20)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let ble_bus = format!("unix:path={}", socket.display());
-        Ok(Self {
-            plc_port,
-            ble_bus,
-            opcua_ports,
-            _plc: plc,
-            _ble: ble,
-            _opcua: opcua,
-        })
-    }
+    /// The simulated LAN with the ONVIF camera and the mDNS printer, or why
+    /// there is none.
+    pub lan: Result<Lan, String>,
 }
 
 impl Demo {
@@ -161,30 +78,25 @@ impl Demo {
         let control_plane = ControlPlane::start().await?;
         let client = control_plane.client().await?;
         crate::crds::install(&client).await?;
-        let simulators = Simulators::start(&control_plane, examples_dir).await?;
-        let mut camera = OnvifCamera::start(&control_plane, bin_dir)?;
+        let mut simulators = Simulators::start(&control_plane, examples_dir).await?;
+        let mut lan = Lan::start(&control_plane, bin_dir)?;
         let names = nodes::create(&client, "demo-node", nodes, &[]).await?;
         let mut agents = vec![];
-        let agent = bin_dir.join("ambit-agent");
-        anyhow::ensure!(
-            agent.is_file(),
-            "{} is missing: run `cargo build --workspace --bins` first",
-            agent.display()
-        );
+        let agent = binary(bin_dir, "ambit-agent")?;
         let mut env = vec![("DBUS_SYSTEM_BUS_ADDRESS", simulators.ble_bus.as_str())];
-        if camera.is_ok() {
-            env.push(("AMBIT_HANDLERS", AGENT_HANDLERS_WITHOUT_ONVIF));
+        if lan.is_ok() {
+            env.push(("AMBIT_HANDLERS", AGENT_HANDLERS_WITHOUT_LAN));
         }
         for name in &names {
             let node = Agent::start_with_env(&control_plane, &agent, name, NAMESPACE, &env)?;
-            if let Ok(camera) = &mut camera {
-                camera.serve(&control_plane, bin_dir, &node)?;
+            if let Ok(lan) = &mut lan {
+                lan.serve(&control_plane, bin_dir, &node)?;
             }
             agents.push(node);
         }
         let controller = Controller::start(
             &control_plane,
-            &bin_dir.join("ambit-controller"),
+            &binary(bin_dir, "ambit-controller")?,
             NAMESPACE,
             "demo",
         )?;
@@ -206,58 +118,47 @@ impl Demo {
             "debug-echo/local-cameras.yaml",
             "bluetooth/thermometers.yaml",
         ] {
-            apply(
-                &client,
-                &std::fs::read_to_string(examples_dir.join(example))?,
-            )
-            .await?;
+            apply_example(&client, examples_dir, example, &[]).await?;
         }
         // The example PLC set points at port 5020; the simulator got a free port.
-        let plcs = std::fs::read_to_string(examples_dir.join("modbus/plc.yaml"))?;
-        let port = simulators.plc_port;
-        apply(
+        let port = format!("ports: [{}]", simulators.plc_port);
+        apply_example(
             &client,
-            &plcs.replace("ports: [5020]", &format!("ports: [{port}]")),
+            examples_dir,
+            "modbus/plc.yaml",
+            &[("ports: [5020]", &port)],
         )
         .await?;
         // The example OPC UA set names ports 4841 and 4842; the servers got free ones.
-        let boilers = std::fs::read_to_string(examples_dir.join("opcua/servers.yaml"))?;
-        let [first, second] = simulators.opcua_ports;
-        apply(
+        let [first, second] = simulators.opcua_ports.map(|p| format!("127.0.0.1:{p}/"));
+        apply_example(
             &client,
-            &boilers
-                .replace("127.0.0.1:4841/", &format!("127.0.0.1:{first}/"))
-                .replace("127.0.0.1:4842/", &format!("127.0.0.1:{second}/")),
+            examples_dir,
+            "opcua/servers.yaml",
+            &[("127.0.0.1:4841/", &first), ("127.0.0.1:4842/", &second)],
         )
         .await?;
-        if let Ok(camera) = &mut camera {
-            camera.wait_ready().await?;
-            OnvifCamera::apply(&client, examples_dir).await?;
+        simulators.sparkplug.apply(&client, examples_dir).await?;
+        if let Ok(lan) = &mut lan {
+            lan.apply(&client, examples_dir).await?;
         }
+        simulators
+            .sparkplug
+            .rebirth_until_seen(&client, agents.len())
+            .await?;
         Ok(Self {
             control_plane,
             agents,
             controller,
             simulators,
-            camera,
-        })
-    }
-
-    /// Whether the demo camera is a described Device that every node sees.
-    fn camera_seen_by_all(&self, devices: &[Device]) -> bool {
-        let id = format!("urn:uuid:{CAMERA_UUID}");
-        devices.iter().any(|d| {
-            d.spec.id == id
-                && d.spec.properties.contains_key("ONVIF_STREAM_URI")
-                && d.status
-                    .as_ref()
-                    .is_some_and(|s| s.nodes.len() == self.agents.len())
+            lan,
         })
     }
 
     /// The current view, and whether everything has converged: every set
-    /// Ready, every device seen, the brokers running, and the ONVIF camera
-    /// (if any) described and seen by every node.
+    /// Ready, every device seen, the brokers running, the Sparkplug devices
+    /// seen by every node, and the ONVIF camera (described) and the mDNS
+    /// printer (if there is a LAN) too.
     pub async fn view(&self, client: &Client) -> anyhow::Result<(String, bool)> {
         let sets: Vec<DeviceSet> = Api::namespaced(client.clone(), NAMESPACE)
             .list(&ListParams::default())
@@ -370,9 +271,109 @@ impl Demo {
                 .all(|d| d.status.as_ref().is_some_and(|s| !s.nodes.is_empty()))
             && !pods.is_empty()
             && by_phase.keys().all(|p| p == "Running")
-            && (self.camera.is_err() || self.camera_seen_by_all(&devices));
+            && sparkplug_ids().iter().all(|id| {
+                seen_by_all(&devices, id, self.agents.len(), &["SPARKPLUG_METRIC_COUNT"])
+            })
+            && (self.lan.is_err() || Lan::seen_by_all(&devices, self.agents.len()));
         Ok((out, converged))
     }
+}
+
+/// Whether the Device with `id` has the `properties` and is seen by `nodes` nodes.
+fn seen_by_all(devices: &[Device], id: &str, nodes: usize, properties: &[&str]) -> bool {
+    devices.iter().any(|d| {
+        d.spec.id == id
+            && properties
+                .iter()
+                .all(|key| d.spec.properties.contains_key(*key))
+            && d.status.as_ref().is_some_and(|s| s.nodes.len() == nodes)
+    })
+}
+
+/// Waits up to `within` until `process` (`what`) has logged a line starting
+/// with `prefix`; fails with its log's end if it exits or stays silent.
+async fn wait_for_line(
+    process: &mut Process,
+    prefix: &str,
+    within: Duration,
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !std::fs::read_to_string(process.log())
+        .is_ok_and(|log| log.lines().any(|line| line.starts_with(prefix)))
+    {
+        process.check_running()?;
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{what} did not say {prefix:?} in {within:?}:\n{}",
+                crate::process::tail(process.log(), 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Creates the Secret `name` with `entries`.
+async fn create_secret(
+    client: &Client,
+    name: &str,
+    entries: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            entries
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .with_context(|| format!("failed to create Secret {name}"))?;
+    Ok(())
+}
+
+/// `name`, a binary of the workspace in `bin_dir`, which must be built.
+fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Applies the example `path` of `examples_dir` (its DeviceSets), each of
+/// `edits` (what the example says, what the demo needs instead) made first;
+/// an edit the example no longer has the text for is an error.
+async fn apply_example(
+    client: &Client,
+    examples_dir: &Path,
+    path: &str,
+    edits: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let file = examples_dir.join(path);
+    let mut text = std::fs::read_to_string(&file)
+        .with_context(|| format!("failed to read {}", file.display()))?;
+    for (from, to) in edits {
+        anyhow::ensure!(
+            text.contains(from),
+            "{} no longer says {from:?}",
+            file.display()
+        );
+        text = text.replace(from, to);
+    }
+    apply(client, &text)
+        .await
+        .with_context(|| format!("failed to apply {}", file.display()))
 }
 
 /// Server-side applies every DeviceSet of a (multi-document) YAML text.
@@ -410,6 +411,33 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     out
 }
 
+/// Installs, once, into the harness's cache, what the simulated devices
+/// need beyond `scripts/setup.sh`'s packages: Eclipse Tahu's Sparkplug
+/// client (npm) for the edge node and python-zeroconf (a venv) for the
+/// printer's responder; says what it installs, and nothing when it is all
+/// there. `make setup` runs this
+/// (`ambit-demo --prepare`), and the demo itself when it has not.
+pub fn prepare(out: &mut impl Write) -> anyhow::Result<()> {
+    use crate::peers::{mdns, mqtt};
+    if !mqtt::tahu_installed() {
+        writeln!(
+            out,
+            "Installing the Sparkplug edge node's client (npm {}), once...",
+            mqtt::TAHU_CLIENT
+        )?;
+    }
+    mqtt::tahu_modules()?;
+    if !mdns::zeroconf_installed() {
+        writeln!(
+            out,
+            "Installing the mDNS printer's responder (pip {} in a venv), once...",
+            mdns::ZEROCONF
+        )?;
+    }
+    mdns::zeroconf_python()?;
+    Ok(())
+}
+
 /// Runs the demo: prints the view as it changes; with `until_converged`,
 /// returns once everything has converged (or fails after `timeout`).
 pub async fn run(
@@ -424,17 +452,29 @@ pub async fn run(
     writeln!(
         out,
         "Starting a local control plane with {nodes} KWOK nodes, an agent per node, the controller,\n\
-         a simulated Modbus PLC, two simulated OPC UA servers, two mocked Bluetooth LE thermometers\n\
-         and a simulated ONVIF camera (in network namespaces of its own)..."
+         a simulated Modbus PLC, two simulated OPC UA servers, two mocked Bluetooth LE thermometers,\n\
+         a simulated Sparkplug B edge node ({SPARKPLUG_GROUP}/{SPARKPLUG_NODE}: {}) on a mosquitto broker,\n\
+         and, in network namespaces of their own, a simulated ONVIF camera and an mDNS-announced printer...",
+        SPARKPLUG_DEVICES.join(", ")
     )?;
+    prepare(&mut out)?;
     let demo = Demo::start(bin_dir, nodes, examples_dir).await?;
-    match &demo.camera {
-        Ok(camera) => writeln!(
+    writeln!(
+        out,
+        "Sparkplug B edge node {SPARKPLUG_GROUP}/{SPARKPLUG_NODE} publishing to mosquitto at {}.",
+        demo.simulators.sparkplug.broker_url
+    )?;
+    match &demo.lan {
+        Ok(lan) => writeln!(
             out,
-            "ONVIF camera {} in network namespace {}; the nodes' onvif handlers in {}.",
-            camera.device_service, camera.camera_netns, camera.lan_netns
+            "ONVIF camera {} and mDNS printer \"{PRINTER_INSTANCE}\" in network namespace {}; \
+             the nodes' onvif and mdns handlers in {}.",
+            lan.camera.device_service, lan.devices_netns, lan.lan_netns
         )?,
-        Err(why) => writeln!(out, "Note: no ONVIF camera in this run: {why}.")?,
+        Err(why) => writeln!(
+            out,
+            "Note: no ONVIF camera and no mDNS printer in this run: {why}."
+        )?,
     }
     let client = demo.control_plane.client().await?;
     writeln!(

@@ -14,6 +14,7 @@
 //! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
 //! - [`helm`], [`prometheus`]: Helm built from its Go module; Debian's Prometheus on loopback.
 //! - [`bench`]: the release agent the latency benchmarks time, and their summary.
+//! - [`peers`]: real protocol peers (mosquitto, Tahu edge nodes, python-zeroconf) for tests and the demo.
 
 pub mod agents;
 pub mod bench;
@@ -26,6 +27,7 @@ pub mod env;
 pub mod helm;
 pub mod metrics;
 pub mod nodes;
+pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod prometheus;

@@ -105,7 +105,30 @@ impl Process {
     /// `<log_dir>/<name>.log`, and tells `janitor` about it.
     pub fn spawn(
         name: &str,
+        cmd: Command,
+        log_dir: &Path,
+        janitor: &Janitor,
+    ) -> Result<Self, Error> {
+        Self::spawn_with_stdin(name, cmd, Stdio::null(), log_dir, janitor)
+    }
+
+    /// [`Process::spawn`], with a pipe to the process's stdin: the process
+    /// reads commands from it, and sees its end when the pipe is dropped.
+    pub fn spawn_piped(
+        name: &str,
+        cmd: Command,
+        log_dir: &Path,
+        janitor: &Janitor,
+    ) -> Result<(Self, ChildStdin), Error> {
+        let mut process = Self::spawn_with_stdin(name, cmd, Stdio::piped(), log_dir, janitor)?;
+        let stdin = process.child.stdin.take().ok_or(Error::NoPipe)?;
+        Ok((process, stdin))
+    }
+
+    fn spawn_with_stdin(
+        name: &str,
         mut cmd: Command,
+        stdin: Stdio,
         log_dir: &Path,
         janitor: &Janitor,
     ) -> Result<Self, Error> {
@@ -119,7 +142,7 @@ impl Process {
             .try_clone()
             .map_err(|source| Error::io("clone a log handle", source))?;
         let child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(out)
             .stderr(err)
             .spawn()

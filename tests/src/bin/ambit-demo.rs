@@ -1,6 +1,7 @@
 //! `make demo`: a local cluster with simulated devices, Ambit's agents and
 //! controller, and a live table of devices and brokers. `--until-converged`
-//! exits once everything runs (used by a test).
+//! exits once everything runs (used by a test). `--prepare` only installs
+//! what the simulated devices need into the cache (`make setup` runs it).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,9 @@ use std::time::Duration;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--prepare") {
+        return ambit_tests::demo::prepare(&mut std::io::stdout());
+    }
     let until_converged = args.iter().any(|a| a == "--until-converged");
     let nodes = match args
         .iter()

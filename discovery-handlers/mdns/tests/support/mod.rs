@@ -2,8 +2,9 @@
 //! two network namespaces made for the test and joined by a veth pair
 //! (IPv4, IPv6 ULA and link-local, multicast on; multicast does not work
 //! on loopback), python-zeroconf (PyPI `zeroconf`, pinned, installed once
-//! into a venv in the tests' cache, ~/.cache/ambit/venv) as the responder
-//! in one, the handler in the other: the test's body runs on a thread that
+//! into a venv in the tests' cache, ~/.cache/ambit/venv, by
+//! `ambit_tests::peers::mdns`, which the demo shares) as the responder in
+//! one, the handler in the other: the test's body runs on a thread that
 //! entered that namespace before it made its runtime, so every socket the
 //! handler and mdns-sd open is there. The namespaces are deleted when the
 //! [`Lan`] drops, also when a test fails. Nothing touches the host's own
@@ -17,20 +18,16 @@
     reason = "test helpers: a panic fails the test"
 )]
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use ambit_discovery::{Device, DeviceStream, DiscoverRequest, DiscoveryHandler};
+use ambit_tests::peers::{LineProcess, ip};
 use futures::StreamExt;
 use serde_json::Value;
 
-/// python-zeroconf, pinned.
-pub const ZEROCONF: &str = "zeroconf==0.154.0";
 /// The responder's side of the link.
 pub const RESPONDER_V4: &str = "192.0.2.1";
 pub const RESPONDER_V6: &str = "fd00:a3b1:7::1";
@@ -45,22 +42,6 @@ pub struct Lan {
     /// The veth end in the handler's namespace.
     pub handler_if: String,
     pub responder_if: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
 }
 
 impl Lan {
@@ -213,109 +194,24 @@ impl Drop for Lan {
     }
 }
 
-/// Where the tests keep what they download, as the ambit-tests harness
-/// does: `$AMBIT_CACHE_DIR`, else `$XDG_CACHE_HOME/ambit`, else
-/// `~/.cache/ambit`.
-fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("AMBIT_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("ambit");
-    }
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    home.join(".cache").join("ambit")
-}
-
-/// Installs the pinned python-zeroconf once into a venv (made in a fresh
-/// folder, then renamed into place, so a broken install is never taken for
-/// a good one); returns its python.
-fn zeroconf_python() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = INSTALL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let venvs = cache_root().join("venv");
-    let name = ZEROCONF.replace("==", "-");
-    let dir = venvs.join(&name);
-    let python = dir.join("bin").join("python");
-    if python.exists() {
-        return python;
-    }
-    let fresh = venvs.join(format!("{name}.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&fresh);
-    std::fs::create_dir_all(&venvs).unwrap();
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&fresh)
-        .status()
-        .expect("python3 to make a venv for python-zeroconf");
-    assert!(status.success(), "python3 -m venv failed");
-    let output = Command::new(fresh.join("bin").join("pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            ZEROCONF,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "pip install {ZEROCONF} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // A venv's scripts name its folder: rename, then the interpreter is
-    // called by its path (bin/python is a symlink, which renaming keeps).
-    if std::fs::rename(&fresh, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&fresh);
-    }
-    python
-}
-
 /// python-zeroconf in the responder's namespace.
-pub struct Responder {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
+pub struct Responder(LineProcess);
 
 impl Responder {
     pub fn start(lan: &Lan) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/responder.py");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lan.responder])
-            .arg(zeroconf_python())
-            .arg(script)
-            .args([RESPONDER_V4, RESPONDER_V6])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ip netns exec python (the zeroconf responder)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let responder = Self {
-            child,
-            stdin,
-            lines,
-        };
+        let command = ambit_tests::peers::mdns::responder_command(
+            &lan.responder,
+            &[RESPONDER_V4, RESPONDER_V6],
+        )
+        .unwrap();
+        let responder = Self(LineProcess::spawn("the responder", command).unwrap());
         responder.expect("ready");
         responder
     }
 
     /// Sends a command without waiting for its answer.
     pub fn send(&mut self, command: &Value) {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
+        self.0.send(&command.to_string()).unwrap();
     }
 
     /// Sends a command and waits until the responder has done it (on a
@@ -329,23 +225,12 @@ impl Responder {
 
     /// Waits for a line starting with `prefix`.
     pub fn expect(&self, prefix: &str) {
-        match self.lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.starts_with(prefix) => {}
-            Ok(line) => panic!("the responder said {line:?}, not {prefix:?}"),
-            Err(_) => panic!("the responder did not say {prefix:?}"),
-        }
+        self.0.expect_next(prefix, Duration::from_secs(30)).unwrap();
     }
 
     /// Kills the process: no goodbye is sent.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 

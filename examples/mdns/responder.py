@@ -1,5 +1,10 @@
-"""A DNS-SD responder for the mdns handler's tests: python-zeroconf (PyPI
-`zeroconf`, pinned by tests/support), driven by JSON lines on stdin.
+"""A simulated DNS-SD responder for Ambit's demo and the mdns handler's
+tests: python-zeroconf (PyPI `zeroconf`, pinned and installed into a venv in
+~/.cache/ambit/venv by tests/src/peers/mdns.rs, which `make setup` runs),
+driven by JSON lines on stdin; the arguments are the addresses of the
+interfaces to answer on.
+
+  ~/.cache/ambit/venv/zeroconf-0.154.0/bin/python examples/mdns/responder.py 10.78.0.3
 
   {"op": "register", "name": "Office", "type": "_ipp._tcp", "port": 631,
    "txt": {"ty": "Laser"}, "addresses": ["192.0.2.1"], "ttl": 120, "fast": false}

@@ -1,5 +1,12 @@
-// A Sparkplug B edge node for the mqtt handler's tests, on Eclipse Tahu's
-// Node.js client (npm sparkplug-client, installed by the tests).
+// A simulated Sparkplug B edge node, on Eclipse Tahu's Node.js client, for
+// Ambit's demo and the mqtt handler's tests (npm sparkplug-client, pinned and
+// installed into ~/.cache/ambit/npm by tests/src/peers/mqtt.rs, which
+// `make setup` runs). By hand, against a broker on 127.0.0.1:1883:
+//
+//   NODE_PATH=~/.cache/ambit/npm/sparkplug-client-3.2.4/node_modules \
+//   SERVER_URL=mqtt://127.0.0.1:1883 USERNAME=ambit PASSWORD=secret \
+//   CLIENT_ID=line-1 GROUP=plant NODE=line-1 DEVICES=pump-1,valve-1 \
+//     node examples/mqtt/edge-node.js
 //
 // env: SERVER_URL, USERNAME, PASSWORD, CLIENT_ID, GROUP, NODE,
 //      DEVICES (comma-separated), BDSEQ, CA_FILE (for mqtts://)

@@ -334,7 +334,9 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 /// Keeps the spec files of `dir` in step with `offers`, and publishes which
-/// devices have one. Runs until `offers` closes.
+/// devices have one. Runs until `offers` closes. The files are read and
+/// written on the blocking pool, never on the async workers (a slow or
+/// full disk must not stall the device plugins' gRPC answers).
 pub fn follow(
     dir: PathBuf,
     node: String,
@@ -346,7 +348,19 @@ pub fn follow(
     tokio::spawn(async move {
         while offers.changed().await.is_ok() {
             let current = offers.borrow_and_update().clone();
-            let written = specs.sync(&current);
+            let synced = tokio::task::spawn_blocking(move || {
+                let written = specs.sync(&current);
+                (specs, written)
+            })
+            .await;
+            let written;
+            (specs, written) = match synced {
+                Ok(synced) => synced,
+                Err(error) => {
+                    warn!(%error, "the CDI spec writer stopped");
+                    return;
+                }
+            };
             sender.send_if_modified(|old| {
                 let changed = *old != written;
                 *old = written;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ambit_crds::v1alpha1::{Allocation, Device, DeviceSpec};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
@@ -75,53 +75,87 @@ pub type Offers = Arc<BTreeMap<DeviceKey, Offer>>;
 
 /// Watches Devices and publishes this node's offers on the returned
 /// channel, each time they change. Runs until the process ends.
+///
+/// Every event already waiting is taken in before the offers are published:
+/// a burst (a relist, a thousand Devices written while converging) costs
+/// one copy of the map, not one per Device.
 pub fn follow(client: Client, namespace: Option<String>, node: String) -> watch::Receiver<Offers> {
     let (sender, receiver) = watch::channel(Offers::default());
     tokio::spawn(async move {
         let api = scoped::<Device>(client, namespace.as_deref());
         let events = watcher(api, watcher::Config::default()).default_backoff();
         let mut events = std::pin::pin!(events);
-        let mut current: BTreeMap<DeviceKey, Offer> = BTreeMap::new();
-        let mut listing: Option<BTreeMap<DeviceKey, Offer>> = None;
+        let mut follower = Follower {
+            node,
+            current: BTreeMap::new(),
+            listing: None,
+        };
         while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(error) => {
-                    warn!(%error, "Device watch (offers) failed; retrying");
-                    continue;
-                }
-            };
-            let changed = match event {
-                watcher::Event::Init => {
-                    listing = Some(BTreeMap::new());
-                    false
-                }
-                watcher::Event::InitApply(device) => {
-                    if let (Some(listing), Some(offer)) = (&mut listing, Offer::of(&device, &node))
-                    {
-                        listing.insert(key(&device), offer);
-                    }
-                    false
-                }
-                watcher::Event::InitDone => match listing.take() {
-                    Some(listed) if listed != current => {
-                        current = listed;
-                        true
-                    }
-                    _ => false,
-                },
-                watcher::Event::Apply(device) => match Offer::of(&device, &node) {
-                    Some(offer) => current.insert(key(&device), offer.clone()) != Some(offer),
-                    None => current.remove(&key(&device)).is_some(),
-                },
-                watcher::Event::Delete(device) => current.remove(&key(&device)).is_some(),
-            };
+            let mut changed = follower.apply(event);
+            while let Some(Some(event)) = events.next().now_or_never() {
+                changed |= follower.apply(event);
+            }
             if changed {
-                sender.send_replace(Arc::new(current.clone()));
+                sender.send_replace(Arc::new(follower.current.clone()));
             }
         }
     });
     receiver
+}
+
+/// This node's offers, as the Device watch's events build them.
+struct Follower {
+    node: String,
+    current: BTreeMap<DeviceKey, Offer>,
+    /// A relist in progress: the Devices listed so far.
+    listing: Option<BTreeMap<DeviceKey, Offer>>,
+}
+
+impl Follower {
+    /// Takes in one event; whether the offers changed.
+    fn apply(&mut self, event: Result<watcher::Event<Device>, watcher::Error>) -> bool {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                warn!(%error, "Device watch (offers) failed; retrying");
+                return false;
+            }
+        };
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            watcher::Event::InitApply(device) => {
+                if let (Some(listing), Some(offer)) =
+                    (&mut self.listing, Offer::of(&device, &self.node))
+                {
+                    listing.insert(key(&device), offer);
+                }
+                false
+            }
+            watcher::Event::InitDone => match self.listing.take() {
+                Some(listed) if listed != self.current => {
+                    self.current = listed;
+                    true
+                }
+                _ => false,
+            },
+            watcher::Event::Apply(device) => match Offer::of(&device, &self.node) {
+                Some(offer) => {
+                    let key = key(&device);
+                    if self.current.get(&key) == Some(&offer) {
+                        false
+                    } else {
+                        self.current.insert(key, offer);
+                        true
+                    }
+                }
+                None => self.current.remove(&key(&device)).is_some(),
+            },
+            watcher::Event::Delete(device) => self.current.remove(&key(&device)).is_some(),
+        }
+    }
 }
 
 fn key(device: &Device) -> DeviceKey {

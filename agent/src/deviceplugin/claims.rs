@@ -169,6 +169,10 @@ pub async fn writer(shared: std::sync::Arc<Shared>) {
         }
         let _writes = shared.writes.lock().await;
         let dirty = shared.state().take_dirty();
+        // At rest there is nothing to write, and so nothing to resend.
+        if dirty.is_empty() {
+            continue;
+        }
         for device in dirty {
             match write(&shared, &device).await {
                 Ok(()) => debug!(device = %device.1, namespace = %device.0, "slot entries written"),

@@ -15,10 +15,16 @@
 //! re-registration. It polls once a second: whether `kubelet.sock` is a new
 //! file (the kubelet restarted: register again) and whether each of its
 //! sockets is still there (the kubelet deletes every socket of the
-//! directory when it starts: serve anew). A poll of two `stat`s per
-//! resource was chosen over inotify: it costs nothing measurable, needs no
-//! extra dependency, and still works when the directory itself is replaced
-//! (a host path volume remounted), where an inotify watch goes quiet.
+//! directory when it starts: serve anew) — the sockets only when the
+//! directory's modification time moved, or every 30 polls, so a poll is
+//! three `stat`s however many resources there are. Polling was chosen over
+//! inotify: it needs no extra dependency and still works when the directory
+//! itself is replaced (a host path volume remounted), where an inotify
+//! watch goes quiet.
+//!
+//! Work follows change, never the clock: the lists are recomputed only when
+//! the offers, the CDI specs or the slots changed, so a node at rest with
+//! a thousand devices costs the poll and nothing else.
 
 mod claims;
 mod kubelet;
@@ -48,6 +54,9 @@ use crate::offers::Offers;
 
 /// How often the kubelet's sockets are checked.
 const POLL: Duration = Duration::from_secs(1);
+/// Every how many polls each socket is looked at even though the directory
+/// looks unchanged (a safety net for file systems with coarse timestamps).
+const FULL_CHECK_EVERY: u32 = 30;
 
 /// Where and how the device plugins run.
 #[derive(Debug, Clone)]
@@ -147,6 +156,31 @@ struct Manager {
     kubelet: Option<(u64, u64)>,
     recorder: Recorder,
     sets_in_metrics: BTreeSet<(String, String)>,
+    /// The directory as the last full check of its sockets saw it.
+    dir_seen: Option<DirStamp>,
+    polls_since_full_check: u32,
+}
+
+/// A directory's identity and modification time: a file created or
+/// removed in it changes the time, so while the stamp stays the same every
+/// socket in it is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+}
+
+impl DirStamp {
+    fn of(dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).ok()?;
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        })
+    }
 }
 
 /// The longest path a unix socket may have (`sun_path` is 108 bytes, one
@@ -197,6 +231,8 @@ impl Manager {
             kubelet: None,
             recorder,
             sets_in_metrics: BTreeSet::new(),
+            dir_seen: None,
+            polls_since_full_check: 0,
         }
     }
 
@@ -208,17 +244,31 @@ impl Manager {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cdi = self.shared.cdi.clone();
         let mut cdi_open = true;
+        // What the next turn must redo: the offers taken in, the lists sent.
+        // The poll alone redoes neither, so at rest a turn is a few `stat`s.
+        let (mut new_offers, mut resend) = (true, true);
         loop {
-            let current = offers.borrow_and_update().clone();
-            let collisions = self.shared.state().set_offers(current);
-            for collision in collisions {
-                self.report(&collision);
+            if new_offers {
+                let current = offers.borrow_and_update().clone();
+                let collisions = self.shared.state().set_offers(current);
+                for collision in collisions {
+                    self.report(&collision);
+                }
             }
-            self.reconcile().await;
+            if new_offers || resend {
+                self.reconcile().await;
+            }
+            (new_offers, resend) = (false, false);
             tokio::select! {
-                changed = offers.changed() => if changed.is_err() { break },
-                changed = cdi.changed(), if cdi_open => cdi_open = changed.is_ok(),
-                () = self.shared.changed.notified() => {}
+                changed = offers.changed() => {
+                    if changed.is_err() { break }
+                    new_offers = true;
+                }
+                changed = cdi.changed(), if cdi_open => {
+                    cdi_open = changed.is_ok();
+                    resend = true;
+                }
+                () = self.shared.changed.notified() => resend = true,
                 _ = poll.tick() => self.check_kubelet().await,
                 () = &mut shutdown => break,
             }
@@ -315,7 +365,9 @@ impl Manager {
 
     /// Registers every resource not registered with the current kubelet.
     async fn register_pending(&mut self) {
-        if kubelet::identity(&self.dir.join(kubelet::KUBELET_SOCKET)).is_none() {
+        if self.servers.values().all(|served| served.registered)
+            || kubelet::identity(&self.dir.join(kubelet::KUBELET_SOCKET)).is_none()
+        {
             return;
         }
         for (resource, served) in &mut self.servers {
@@ -339,7 +391,9 @@ impl Manager {
 
     /// A new `kubelet.sock` means a new kubelet: every resource registers
     /// again. A socket of ours that is gone (the kubelet deletes them when
-    /// it starts) is served anew.
+    /// it starts) is served anew. Each socket is looked at only when the
+    /// directory changed (or every [`FULL_CHECK_EVERY`] polls), so a poll at
+    /// rest is two `stat`s however many resources there are.
     async fn check_kubelet(&mut self) {
         let now = kubelet::identity(&self.dir.join(kubelet::KUBELET_SOCKET));
         if now != self.kubelet {
@@ -354,6 +408,19 @@ impl Manager {
                 served.registered = false;
             }
         }
+        let stamp = DirStamp::of(&self.dir);
+        self.polls_since_full_check += 1;
+        if stamp.is_some()
+            && stamp == self.dir_seen
+            && self.polls_since_full_check < FULL_CHECK_EVERY
+        {
+            self.register_pending().await;
+            return;
+        }
+        // Taken before the sockets are looked at: a change during the look
+        // shows as a new stamp at the next poll.
+        self.dir_seen = stamp;
+        self.polls_since_full_check = 0;
         let lost: Vec<String> = self
             .servers
             .iter()
@@ -451,11 +518,15 @@ async fn reclaimer(shared: Arc<Shared>, socket: PathBuf, grace: Duration) {
             }
         };
         let _writes = shared.writes.lock().await;
-        let released =
+        let observed =
             shared
                 .state()
                 .observe_pods(&pods, grace, k8s_openapi::jiff::Timestamp::now());
-        for ((namespace, device), slot) in &released {
+        // At rest nothing changed: no list is recomputed, no entry written.
+        if !observed.changed {
+            continue;
+        }
+        for ((namespace, device), slot) in &observed.released {
             info!(%namespace, %device, slot, "slot released: no pod holds it any more");
             let set = shared
                 .state()

@@ -167,6 +167,16 @@ pub fn valid_resource_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// What one look at the kubelet's pod resources did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Slots released: no pod held them past the grace.
+    pub released: Vec<SlotKey>,
+    /// Whether a slot learned its resource or pod, or was released: the
+    /// lists and entries must be sent again. At rest this stays false.
+    pub changed: bool,
+}
+
 impl Slots {
     /// No offers yet, nothing held, for `node`.
     pub fn new(node: &str) -> Self {
@@ -427,14 +437,16 @@ impl Slots {
     /// Takes in what the kubelet's pod-resources API says: `(resource,
     /// device ID) → pod`. Held slots learn their resource and pod; a slot no
     /// pod holds is released once it is older than `grace` (a pod being
-    /// admitted is not listed yet). Returns the released slots.
+    /// admitted is not listed yet). Returns the released slots, and whether
+    /// anything the lists show changed.
     pub fn observe_pods(
         &mut self,
         pods: &BTreeMap<(String, String), String>,
         grace: std::time::Duration,
         now: Timestamp,
-    ) -> Vec<SlotKey> {
+    ) -> Observed {
         let mut released = vec![];
+        let mut changed = false;
         for (slot, held) in &mut self.held {
             let id = device_id(&slot.0.1, slot.1);
             let candidates = [
@@ -447,10 +459,14 @@ impl Slots {
             });
             match found {
                 Some((resource, pod)) => {
-                    held.resource = Some(resource.clone());
+                    if held.resource.as_ref() != Some(resource) {
+                        held.resource = Some(resource.clone());
+                        changed = true;
+                    }
                     if held.pod.as_ref() != Some(pod) {
                         held.pod = Some(pod.clone());
                         self.dirty.insert(slot.0.clone());
+                        changed = true;
                     }
                 }
                 None => {
@@ -464,7 +480,10 @@ impl Slots {
         for slot in &released {
             self.release(slot);
         }
-        released
+        Observed {
+            changed: changed || !released.is_empty(),
+            released,
+        }
     }
 
     /// Per DeviceSet (namespace, set): slots in use (on any node) and free,

@@ -222,19 +222,26 @@ fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
     )]
     .into();
     let grace = Duration::from_secs(30);
-    let released = slots.observe_pods(&pods, grace, start + Duration::from_secs(5));
-    assert!(released.is_empty(), "within the grace");
+    let observed = slots.observe_pods(&pods, grace, start + Duration::from_secs(5));
+    assert!(observed.released.is_empty(), "within the grace");
+    assert!(observed.changed, "slot 0 learned its pod");
     assert_eq!(
         slots.entries(&key("ns", "cam"))[0].pod.as_deref(),
         Some("ns/p")
     );
     assert_eq!(slots.take_dirty().len(), 1, "the pod is written");
 
-    let released = slots.observe_pods(&pods, grace, start + Duration::from_secs(31));
-    assert_eq!(released, [(key("ns", "cam"), 1)]);
+    let observed = slots.observe_pods(&pods, grace, start + Duration::from_secs(31));
+    assert_eq!(observed.released, [(key("ns", "cam"), 1)]);
+    assert!(observed.changed);
     assert!(slots.holds(&(key("ns", "cam"), 0)));
     assert_eq!(slots.entries(&key("ns", "cam")).len(), 1);
     assert_eq!(slots.take_dirty().len(), 1, "the release is written");
+
+    // At rest: the same pods again change nothing, so nothing is resent.
+    let observed = slots.observe_pods(&pods, grace, start + Duration::from_secs(40));
+    assert_eq!(observed, Observed::default());
+    assert!(slots.take_dirty().is_empty());
 }
 
 #[test]

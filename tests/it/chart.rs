@@ -135,13 +135,14 @@ pub fn all_on(namespace: &str) -> String {
 kubeletDir: /var/snap/microk8s/common/var/lib/kubelet
 handlers:
   debugEcho: {{enabled: true}}
+  mdns: {{enabled: true}}
   modbus: {{enabled: true}}
   mqtt: {{enabled: true}}
   opcua: {{enabled: true}}
   onvif: {{enabled: true}}
   udev: {{enabled: true}}
   bluetooth: {{enabled: true}}
-externalHandlers: {{enabled: true, handlers: [debug-echo, modbus, mqtt, opcua, onvif, udev, bluetooth]}}
+externalHandlers: {{enabled: true, handlers: [debug-echo, mdns, modbus, mqtt, opcua, onvif, udev, bluetooth]}}
 agent:
   propertySources:
     namespaces:

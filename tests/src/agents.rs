@@ -259,6 +259,25 @@ impl ExternalHandler {
     }
 }
 
+/// A binary of the workspace (`ambit-agent`, `ambit-handler`, ...) built in
+/// the same target directory as the running test, for tests of one package
+/// that run another package's binary.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    // A test runs from target/<profile>/deps/<test>-<hash>.
+    let exe = std::env::current_exe()?;
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("{} is not in a target directory", exe.display()))?;
+    let path = profile.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`; make test does)",
+        path.display()
+    );
+    Ok(path)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

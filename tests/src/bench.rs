@@ -11,29 +11,29 @@ use anyhow::{Context, bail};
 /// `ambit-agent` built now with its default features (the software as
 /// shipped), by the `cargo` running the bench.
 pub fn release_agent() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("AMBIT_AGENT_BIN") {
+    release_binary("ambit-agent", "ambit-agent", "AMBIT_AGENT_BIN")
+}
+
+/// A release build of `bin` from `package`, made now with its default
+/// features by the `cargo` running the bench; `$env_var` names a binary to
+/// use instead.
+pub fn release_binary(package: &str, bin: &str, env_var: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
         return Ok(path.into());
     }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "ambit-agent",
-            "--bin",
-            "ambit-agent",
-        ])
+        .args(["build", "--release", "-p", package, "--bin", bin])
         .status()
-        .context("failed to run cargo build for ambit-agent")?;
+        .with_context(|| format!("failed to run cargo build for {bin}"))?;
     if !status.success() {
-        bail!("cargo build --release -p ambit-agent failed");
+        bail!("cargo build --release -p {package} --bin {bin} failed");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target.join("release/ambit-agent"))
+    Ok(target.join("release").join(bin))
 }
 
 /// Whether the bench binary was started by `cargo bench` (which passes

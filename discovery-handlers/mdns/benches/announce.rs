@@ -29,8 +29,9 @@
 mod support;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use ambit_tests::bench::{self, Latencies};
 use serde_json::json;
 use support::{Discovery, Lan, RESPONDER_V4, RESPONDER_V6, Responder};
 
@@ -41,21 +42,19 @@ macro_rules! say {
     }};
 }
 
-fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+fn main() -> anyhow::Result<()> {
+    if !bench::is_bench_run() {
         say!("announce: a benchmark; run it with `cargo bench -p ambit-mdns --bench announce`");
-        return;
+        return Ok(());
     }
-    let rounds: usize = std::env::var("AMBIT_BENCH_ANNOUNCES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25)
-        .max(1);
-    let Some(lan) = Lan::new() else { return };
+    let rounds = bench::count_from_env("AMBIT_BENCH_ANNOUNCES", 25)?.max(1);
+    let Some(lan) = Lan::new() else {
+        return Ok(());
+    };
     let mut responder = Responder::start(&lan);
     lan.in_handler(move || async move {
         let mut discovery = Discovery::start(json!({"serviceTypes": ["_http._tcp"]})).await;
-        let mut latencies = Vec::with_capacity(rounds);
+        let mut latencies = Latencies::default();
         for round in 0..rounds {
             let name = format!("bench-{round:03}");
             let id = format!("{name}._http._tcp.local");
@@ -72,34 +71,13 @@ fn main() {
             responder.run(&goodbye);
             discovery.until(&[]).await;
         }
-        report(latencies);
+        say!(
+            "mdns announce latency: service announced (python-zeroconf) → device in the handler's set, {} announcements, {} profile, {} cores",
+            latencies.len(),
+            bench::profile(),
+            bench::cores()
+        );
+        say!("  {}", latencies.summary());
     });
-}
-
-fn report(mut latencies: Vec<Duration>) {
-    latencies.sort();
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    say!(
-        "mdns announce latency: service announced (python-zeroconf) → device in the handler's set, {} announcements, {} profile, {} cores",
-        latencies.len(),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, usize::from)
-    );
-    say!(
-        "  p50 {:.1} ms   p90 {:.1} ms   max {:.1} ms   min {:.1} ms",
-        ms(pick(0.5)),
-        ms(pick(0.9)),
-        ms(latencies[latencies.len() - 1]),
-        ms(latencies[0]),
-    );
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    Ok(())
 }

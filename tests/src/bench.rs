@@ -2,10 +2,15 @@
 //! way to summarise their samples, so every figure in docs/benchmarks.md is
 //! taken and printed alike.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ambit_crds::v1alpha1::Device;
 use anyhow::{Context, bail};
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::watcher::{self, Event};
 
 /// The agent to time: `AMBIT_AGENT_BIN` when set, else a release
 /// `ambit-agent` built now with its default features (the software as
@@ -90,6 +95,50 @@ impl Latencies {
             ms(self.0.iter().max().copied()),
             ms(self.0.iter().min().copied()),
         )
+    }
+}
+
+/// Every Device created in a namespace, with the moment a watch on the API
+/// server saw it: what the latency benches time their events against.
+#[derive(Debug)]
+pub struct Creations {
+    seen: tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    first: HashMap<String, Instant>,
+}
+
+impl Creations {
+    /// Starts watching `api`'s Devices (on a task of the current runtime).
+    pub fn watch(api: Api<Device>) -> Self {
+        let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                if let Ok(Event::Apply(device) | Event::InitApply(device)) = event {
+                    let _ = tx.send((device.spec.id.clone(), Instant::now()));
+                }
+            }
+        });
+        Self {
+            seen,
+            first: HashMap::new(),
+        }
+    }
+
+    /// When the Device whose `spec.id` is `id` was first seen, waiting up
+    /// to `timeout` for it.
+    pub async fn of(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Instant> {
+        loop {
+            if let Some(at) = self.first.get(id) {
+                return Ok(*at);
+            }
+            match tokio::time::timeout(timeout, self.seen.recv()).await {
+                Ok(Some((seen, at))) => {
+                    self.first.entry(seen).or_insert(at);
+                }
+                Ok(None) => bail!("the Device watch ended"),
+                Err(_) => bail!("no Device for {id} within {timeout:?}"),
+            }
+        }
     }
 }
 

@@ -35,23 +35,19 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ambit_crds::v1alpha1::{Device, DeviceSet, HandlerState};
+use ambit_crds::v1alpha1::{DeviceSet, HandlerState};
 use ambit_tests::agents::Agent;
-use ambit_tests::bench::{self, Latencies};
+use ambit_tests::bench::{self, Creations, Latencies};
 use ambit_tests::{TestEnv, crds, nodes, wait};
 use anyhow::bail;
-use futures::StreamExt;
 use kube::Api;
 use kube::api::PostParams;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use support::{Lan, RESPONDER_V4, RESPONDER_V6, Responder};
-use tokio::sync::mpsc;
 
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -107,17 +103,7 @@ async fn run(
         .env("RUST_LOG", "info");
     let handler = env.control_plane.spawn_process("mdns-handler", handler)?;
 
-    // Every Device created, with the moment the watch saw it.
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let devices: Api<Device> = env.api();
-    tokio::spawn(async move {
-        let mut events = watcher::watcher(devices, watcher::Config::default()).boxed();
-        while let Some(event) = events.next().await {
-            if let Ok(Event::Apply(device) | Event::InitApply(device)) = event {
-                let _ = seen_tx.send((device.spec.id.clone(), Instant::now()));
-            }
-        }
-    });
+    let mut creations = Creations::watch(env.api());
 
     let set: DeviceSet = serde_json::from_value(json!({
         "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
@@ -153,7 +139,6 @@ async fn run(
     // Let the handler's first queries settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut first_seen: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Latencies::default();
     for round in 0..rounds {
         let name = format!("bench-{round:03}");
@@ -163,21 +148,13 @@ async fn run(
             "addresses": [RESPONDER_V4, RESPONDER_V6]});
         let sent = Instant::now();
         responder.send(&service);
-        let created = loop {
-            if let Some(at) = first_seen.get(&id) {
-                break *at;
-            }
-            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
-                Ok(Some((seen_id, at))) => {
-                    first_seen.entry(seen_id).or_insert(at);
-                }
-                Ok(None) => bail!("the Device watch ended"),
-                Err(_) => bail!(
-                    "no Device for {id} within 30s; agent log:\n{}\nhandler log:\n{}",
-                    agent.log(),
-                    ambit_tests::process::tail(handler.log(), 40)
-                ),
-            }
+        let created = match creations.of(&id, Duration::from_secs(30)).await {
+            Ok(at) => at,
+            Err(error) => bail!(
+                "{error}; agent log:\n{}\nhandler log:\n{}",
+                agent.log(),
+                ambit_tests::process::tail(handler.log(), 40)
+            ),
         };
         latencies.push(created.saturating_duration_since(sent));
         tokio::task::block_in_place(|| responder.expect("ok"));

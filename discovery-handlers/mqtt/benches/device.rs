@@ -26,23 +26,19 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ambit_crds::v1alpha1::{Device, DeviceSet, HandlerState};
+use ambit_crds::v1alpha1::{DeviceSet, HandlerState};
 use ambit_tests::agents::Agent;
-use ambit_tests::bench::{self, Latencies};
+use ambit_tests::bench::{self, Creations, Latencies};
 use ambit_tests::{TestEnv, crds, nodes, wait};
 use anyhow::bail;
-use futures::StreamExt;
 use kube::Api;
 use kube::api::PostParams;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use support::{EdgeNode, Mosquitto, PASSWORD, USER};
-use tokio::sync::mpsc;
 
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -75,17 +71,7 @@ async fn run(agent_bin: PathBuf, births: usize) -> anyhow::Result<()> {
     let agent = Agent::start(env.control_plane, &agent_bin, &node, &env.namespace)?;
     agent.wait_ready().await?;
 
-    // Every Device created, with the moment the watch saw it.
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let devices: Api<Device> = env.api();
-    tokio::spawn(async move {
-        let mut events = watcher::watcher(devices, watcher::Config::default()).boxed();
-        while let Some(event) = events.next().await {
-            if let Ok(Event::Apply(device) | Event::InitApply(device)) = event {
-                let _ = seen_tx.send((device.spec.id.clone(), Instant::now()));
-            }
-        }
-    });
+    let mut creations = Creations::watch(env.api());
 
     let set: DeviceSet = serde_json::from_value(json!({
         "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
@@ -120,24 +106,15 @@ async fn run(agent_bin: PathBuf, births: usize) -> anyhow::Result<()> {
     // Let the handler's subscription and the node's birth settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut first_seen: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Latencies::default();
     for round in 0..births {
         let device = format!("meter-{round}");
         let id = format!("spb://plant/bench/{device}");
         let sent = Instant::now();
         edge.send(&format!("dbirth {device}"));
-        let created = loop {
-            if let Some(at) = first_seen.get(&id) {
-                break *at;
-            }
-            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
-                Ok(Some((seen_id, at))) => {
-                    first_seen.entry(seen_id).or_insert(at);
-                }
-                Ok(None) => bail!("the Device watch ended"),
-                Err(_) => bail!("no Device for {id} within 30s; agent log:\n{}", agent.log()),
-            }
+        let created = match creations.of(&id, Duration::from_secs(30)).await {
+            Ok(at) => at,
+            Err(error) => bail!("{error}; agent log:\n{}", agent.log()),
         };
         latencies.push(created.saturating_duration_since(sent));
         // Apart, so each round times one birth, not a queue of them.

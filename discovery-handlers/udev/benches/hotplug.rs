@@ -21,22 +21,16 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ambit_crds::v1alpha1::Device;
 use ambit_tests::agents::Agent;
-use ambit_tests::bench::{self, Latencies};
+use ambit_tests::bench::{self, Creations, Latencies};
 use ambit_tests::{TestEnv, crds, nodes};
 use anyhow::bail;
-use futures::StreamExt;
-use kube::Api;
 use kube::api::PostParams;
-use kube::runtime::watcher::{self, Event};
 use support::Testbed;
-use tokio::sync::mpsc;
 
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -77,17 +71,7 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
     )?;
     agent.wait_ready().await?;
 
-    // Every Device created, with the moment the watch saw it.
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let devices: Api<Device> = env.api();
-    tokio::spawn(async move {
-        let mut events = watcher::watcher(devices, watcher::Config::default()).boxed();
-        while let Some(event) = events.next().await {
-            if let Ok(Event::Apply(device) | Event::InitApply(device)) = event {
-                let _ = seen_tx.send((device.spec.id.clone(), Instant::now()));
-            }
-        }
-    });
+    let mut creations = Creations::watch(env.api());
 
     let set = serde_json::from_value(serde_json::json!({
         "apiVersion": "ambit.dev/v1alpha1",
@@ -103,7 +87,6 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
         .create(&PostParams::default(), &set)
         .await?;
 
-    let mut first_seen: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Latencies::default();
     for round in 0..plugs {
         let serial = format!("BENCH{round:04}");
@@ -121,17 +104,9 @@ async fn bench(agent_bin: PathBuf, plugs: usize) -> anyhow::Result<()> {
         let id = format!("usb-0403:6001:{serial}/if00/tty");
         let plugged = Instant::now();
         testbed.add_file(&path).await?;
-        let created = loop {
-            if let Some(at) = first_seen.get(&id) {
-                break *at;
-            }
-            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
-                Ok(Some((seen_id, at))) => {
-                    first_seen.entry(seen_id).or_insert(at);
-                }
-                Ok(None) => bail!("the Device watch ended"),
-                Err(_) => bail!("no Device for {id} within 30s; agent log:\n{}", agent.log()),
-            }
+        let created = match creations.of(&id, Duration::from_secs(30)).await {
+            Ok(at) => at,
+            Err(error) => bail!("{error}; agent log:\n{}", agent.log()),
         };
         latencies.push(created.saturating_duration_since(plugged));
         testbed.remove(support::SERIAL_ADAPTER).await?;

@@ -2,11 +2,13 @@
 //! entries, and its own view of each DeviceSet. Pure functions, unit-tested.
 //!
 //! Every object is written with server-side apply under the field manager
-//! `ambit-agent/<node>`, so agents on different nodes share identical spec
-//! values and each owns only its own `status.nodes` entry.
+//! `ambit-agent/<node>` ([`ambit_crds::contract::agent_manager`]), so agents
+//! on different nodes share identical spec values and each owns only its
+//! own `status.nodes` entry.
 
 use std::collections::BTreeMap;
 
+use ambit_crds::contract::SET_LABEL;
 use ambit_crds::v1alpha1::{
     Device, DeviceNode, DeviceSet, DeviceSetNodeStatus, DeviceSpec, HandlerState, Mount,
 };
@@ -18,13 +20,8 @@ use serde_json::{Value, json};
 
 use crate::tracker::SetKey;
 
-/// The label that names a Device's DeviceSet (when the name fits a label).
-pub const SET_LABEL: &str = "ambit.dev/device-set";
-
-/// The annotation that carries a hash of a Device's spec, so agents on
-/// other nodes can tell, from a metadata-only watch, that the spec is
-/// already what they would apply.
-pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
+// Where the agent's Device watch reads the annotation from.
+pub use ambit_crds::contract::SPEC_HASH;
 
 /// The hash of a spec, as [`SPEC_HASH`] carries it.
 pub fn spec_hash(spec: &DeviceSpec) -> String {

@@ -32,6 +32,7 @@ mod writes;
 
 use std::sync::Arc;
 
+use ambit_crds::contract;
 use ambit_discovery::{DiscoveryHandler, REGISTRATION_SOCKET, RegistrationService};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
@@ -157,7 +158,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let writer = writes::Writer {
         client: client.clone(),
         node: node_name.clone(),
-        manager: format!("ambit-agent/{node_name}"),
+        manager: contract::agent_manager(&node_name),
         metrics: metrics.clone(),
     };
     let events = events::Events::new(client.clone(), &node_name, metrics.clone());

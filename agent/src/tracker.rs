@@ -15,13 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use ambit_crds::contract;
 use ambit_discovery::Device;
 use k8s_openapi::jiff::Timestamp;
-
-/// Default grace period of a node-local device.
-pub const DEFAULT_LOCAL_GRACE: Duration = Duration::from_secs(10);
-/// Default grace period of a shared (network) device.
-pub const DEFAULT_SHARED_GRACE: Duration = Duration::from_secs(300);
 
 /// A DeviceSet, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -202,12 +198,11 @@ impl Tracker {
 }
 
 fn grace_of(configured: Option<Duration>, device: &Device) -> Duration {
-    configured.unwrap_or(if device.shared {
-        DEFAULT_SHARED_GRACE
-    } else {
-        DEFAULT_LOCAL_GRACE
-    })
+    configured.unwrap_or_else(|| contract::default_grace(device.shared))
 }
 
+// The tests wait out the defaults by name.
+#[cfg(test)]
+use ambit_crds::contract::{DEFAULT_LOCAL_GRACE, DEFAULT_SHARED_GRACE};
 #[cfg(test)]
 mod tests;

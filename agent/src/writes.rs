@@ -58,7 +58,7 @@ pub struct Writer {
     pub client: Client,
     /// This node's name.
     pub node: String,
-    /// The field manager, `ambit-agent/<node>`.
+    /// The field manager, [`ambit_crds::contract::agent_manager`] of the node.
     pub manager: String,
     /// The agent's metrics.
     pub metrics: Metrics,

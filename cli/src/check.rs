@@ -281,7 +281,7 @@ async fn lease(client: &Client, controller: &Deployment) -> Outcome {
 
 /// The DeviceClass `ambit.dev`, where the cluster serves DRA and the agent uses it.
 async fn device_class(client: &Client, agents_use_dra: bool) -> Outcome {
-    let what = format!("DeviceClass {}", ambit_crds::dra::DRIVER);
+    let what = format!("DeviceClass {}", ambit_dra::DRIVER);
     let dra_served = match client.list_api_groups().await {
         Ok(groups) => groups.groups.iter().any(|g| {
             g.name == DeviceClass::group(&()) && g.versions.iter().any(|v| v.version == "v1")
@@ -292,7 +292,7 @@ async fn device_class(client: &Client, agents_use_dra: bool) -> Outcome {
     };
     let found = if dra_served && agents_use_dra {
         let api: Api<DeviceClass> = Api::all(client.clone());
-        match api.get_opt(ambit_crds::dra::DRIVER).await {
+        match api.get_opt(ambit_dra::DRIVER).await {
             Ok(found) => found.is_some(),
             Err(error) => return Outcome::new(Verdict::Fail, what, refusal("get it", &error)),
         }

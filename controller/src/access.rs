@@ -12,8 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use ambit_crds::dra::DRIVER;
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::{Access, Device};
+use ambit_dra::DRIVER;
 use k8s_openapi::api::core::v1::{PodResourceClaim, PodSpec, ResourceClaim as ContainerClaim};
 use k8s_openapi::api::resource::v1::{
     CELDeviceSelector, DeviceClaim, DeviceRequest, DeviceSelector, ExactDeviceRequest,
@@ -29,9 +30,9 @@ use crate::labels;
 /// request in the template.
 pub const CLAIM: &str = "ambit-device";
 
-/// The kubelet resource of a Device.
+/// The kubelet resource of a Device, as the agent's device plugin offers it.
 pub fn resource_name(device: &Device) -> String {
-    format!("{DRIVER}/{}", device.name_any())
+    contract::resource(&device.name_any())
 }
 
 /// Adds what `access` needs to a broker's pod spec.

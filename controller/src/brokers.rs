@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ambit_crds::contract::{NODE_LABEL, SPEC_HASH};
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorRequirement,
@@ -64,7 +65,7 @@ pub struct Plan {
 
 /// The node a broker pod is for.
 pub fn node_of(pod: &Pod) -> Option<&str> {
-    pod.annotations().get(labels::NODE).map(String::as_str)
+    pod.annotations().get(NODE_LABEL).map(String::as_str)
 }
 
 fn ended(pod: &Pod) -> bool {
@@ -111,8 +112,7 @@ pub fn plan(
             Some(Removal::NodeLost)
         } else if ended(pod) {
             Some(Removal::Ended)
-        } else if pod.annotations().get(labels::SPEC_HASH)
-            != Some(&pod_hash(device, set, template, &node))
+        } else if pod.annotations().get(SPEC_HASH) != Some(&pod_hash(device, set, template, &node))
         {
             Some(Removal::Outdated)
         } else if held.contains(&node) || holding >= capacity {
@@ -169,8 +169,8 @@ fn pod_hash(device: &Device, set: &DeviceSet, template: &PodSpec, node: &str) ->
 pub fn broker_pod(device: &Device, set: &DeviceSet, template: &PodSpec, node: &str) -> Pod {
     let spec = broker_pod_spec(device, set, template, node);
     let mut annotations = BTreeMap::new();
-    annotations.insert(labels::NODE.to_owned(), node.to_owned());
-    annotations.insert(labels::SPEC_HASH.to_owned(), labels::spec_hash(&spec));
+    annotations.insert(NODE_LABEL.to_owned(), node.to_owned());
+    annotations.insert(SPEC_HASH.to_owned(), labels::spec_hash(&spec));
     Pod {
         metadata: ObjectMeta {
             name: Some(pod_name(device, node)),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ambit_crds::contract::{self, SET_LABEL};
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -23,7 +24,6 @@ use tracing::debug;
 use crate::device::RECHECK;
 use crate::health::{self, NodeHealth};
 use crate::index::{Index, KeyFn};
-use crate::labels;
 use crate::metrics::Metrics;
 
 /// The controller's settings.
@@ -112,9 +112,6 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// The field manager of everything the controller writes.
-pub const MANAGER: &str = "ambit-controller";
-
 /// [`Context::look_again`] for one object: what the previous reconcile
 /// recorded (its fingerprint and when it asked to look again), this one's
 /// fingerprint; returns the decision and what to record.
@@ -149,17 +146,12 @@ impl Context {
     ) -> (Self, Vec<BoxFuture<'static, ()>>) {
         let mut drivers = vec![];
         let ns = settings.namespace.as_deref();
-        let owned = watcher::Config::default().labels(labels::SET);
+        let owned = watcher::Config::default().labels(SET_LABEL);
         let indexes = Arc::new(Indexes::default());
         let all = watcher::Config::default;
         let by_owner: KeyFn<Pod> = |p| p.owner_references().first().map(|o| o.uid.clone());
-        let pod_set: KeyFn<Pod> = |p| {
-            Some(format!(
-                "{}/{}",
-                p.namespace()?,
-                p.labels().get(labels::SET)?
-            ))
-        };
+        let pod_set: KeyFn<Pod> =
+            |p| Some(format!("{}/{}", p.namespace()?, p.labels().get(SET_LABEL)?));
         let device_set: KeyFn<Device> =
             |d| Some(format!("{}/{}", d.namespace()?, d.spec.device_set));
         let i = &indexes;
@@ -192,7 +184,7 @@ impl Context {
             ),
         };
         let reporter = Reporter {
-            controller: MANAGER.into(),
+            controller: contract::CONTROLLER.into(),
             instance: Some(settings.identity.clone()),
         };
         let ctx = Self {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambit_crds::conditions::{self, AVAILABLE};
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::{Access, Device, DeviceSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -29,7 +30,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::brokers::{self, Removal};
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::error::{self, Error};
 use crate::health::{self, Fate};
 use crate::{labels, workloads};
@@ -197,7 +198,7 @@ async fn remove_entry(ctx: &Context, namespace: &str, name: &str, node: &str) ->
         "metadata": { "name": name },
         "status": { "nodes": [] },
     });
-    let params = PatchParams::apply(&format!("ambit-agent/{node}")).force();
+    let params = PatchParams::apply(&contract::agent_manager(node)).force();
     info!(
         device = name,
         node, "removing the entry of a node that is gone"
@@ -227,7 +228,7 @@ async fn write_conditions(
     });
     api.patch_status(
         name,
-        &PatchParams::apply(MANAGER).force(),
+        &PatchParams::apply(contract::CONTROLLER).force(),
         &Patch::Apply(&patch),
     )
     .await
@@ -349,7 +350,7 @@ async fn brokers(
         match api
             .create(
                 &PostParams {
-                    field_manager: Some(MANAGER.into()),
+                    field_manager: Some(contract::CONTROLLER.into()),
                     ..Default::default()
                 },
                 pod,
@@ -423,7 +424,7 @@ async fn ensure_claim_template(
     match api
         .create(
             &PostParams {
-                field_manager: Some(MANAGER.into()),
+                field_manager: Some(contract::CONTROLLER.into()),
                 ..Default::default()
             },
             &template,
@@ -513,7 +514,7 @@ async fn ensure_job(
     match api
         .create(
             &PostParams {
-                field_manager: Some(MANAGER.into()),
+                field_manager: Some(contract::CONTROLLER.into()),
                 ..Default::default()
             },
             &desired,
@@ -564,7 +565,7 @@ pub async fn apply_service(ctx: &Context, namespace: &str, service: &Service) ->
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
         &name,
-        &PatchParams::apply(MANAGER).force(),
+        &PatchParams::apply(contract::CONTROLLER).force(),
         &Patch::Apply(service),
     )
     .await

@@ -9,15 +9,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ambit_crds::conditions::{self, AVAILABLE};
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-
-/// Default grace of a local device (as the agent's).
-const LOCAL_GRACE: Duration = Duration::from_secs(10);
-/// Default grace of a shared device (as the agent's).
-const SHARED_GRACE: Duration = Duration::from_secs(300);
 
 /// A node's health as the controller needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +74,7 @@ pub fn stale_entries(
 pub fn grace(device: &Device, set: Option<&DeviceSet>) -> Duration {
     set.and_then(|s| s.spec.discovery.grace_period_seconds)
         .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
-        .unwrap_or(if device.spec.shared {
-            SHARED_GRACE
-        } else {
-            LOCAL_GRACE
-        })
+        .unwrap_or_else(|| contract::default_grace(device.spec.shared))
 }
 
 /// The `Available` condition `device` should have, given `nodes` entries left.

@@ -1,5 +1,6 @@
-//! The labels and annotations Ambit puts on what it creates, and the names
-//! it gives them.
+//! The labels and annotations the controller puts on what it creates (their
+//! keys and meaning are in `ambit_crds::contract`), and the names it gives
+//! them.
 //!
 //! Every broker pod, Job and Service carries labels naming its DeviceSet and
 //! (where it has one) its Device, so `kubectl get pods -l ambit.dev/device-set=cams`
@@ -7,17 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use ambit_crds::contract::{DEVICE_LABEL, NODE_LABEL, SET_LABEL, SPEC_HASH};
 use sha2::{Digest, Sha256};
-
-/// The DeviceSet an object belongs to.
-pub const SET: &str = "ambit.dev/device-set";
-/// The Device an object belongs to.
-pub const DEVICE: &str = "ambit.dev/device";
-/// The node a broker pod is for (label when the name fits a label value).
-pub const NODE: &str = "ambit.dev/node";
-/// Annotation: a hash of what the object was built from; a different hash
-/// means the object is out of date.
-pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
 
 /// Whether `value` can be a label value (63 characters, alphanumerics and
 /// `-_.` inside).
@@ -39,14 +31,18 @@ pub fn is_label_value(value: &str) -> bool {
 /// Labels naming the set, and the device and node when given (each only
 /// when it fits a label value; the node is also an annotation).
 pub fn of(set: &str, device: Option<&str>, node: Option<&str>) -> BTreeMap<String, String> {
-    [(SET, Some(set)), (DEVICE, device), (NODE, node)]
-        .into_iter()
-        .filter_map(|(key, value)| {
-            value
-                .filter(|v| is_label_value(v))
-                .map(|v| (key.to_owned(), v.to_owned()))
-        })
-        .collect()
+    [
+        (SET_LABEL, Some(set)),
+        (DEVICE_LABEL, device),
+        (NODE_LABEL, node),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| {
+        value
+            .filter(|v| is_label_value(v))
+            .map(|v| (key.to_owned(), v.to_owned()))
+    })
+    .collect()
 }
 
 /// A short, stable hash of `parts` (hex, `len` digits, at most 64).
@@ -122,8 +118,8 @@ mod tests {
         let long = "n".repeat(70);
         let labels = of("cams", Some("cams-0123"), Some(&long));
         assert_eq!(labels.len(), 2);
-        assert_eq!(labels[SET], "cams");
-        assert!(!labels.contains_key(NODE));
+        assert_eq!(labels[SET_LABEL], "cams");
+        assert!(!labels.contains_key(NODE_LABEL));
     }
 
     #[test]

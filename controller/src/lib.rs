@@ -29,6 +29,7 @@ mod workloads;
 
 use std::sync::Arc;
 
+use ambit_crds::contract::SET_LABEL;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -42,7 +43,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::Args;
-pub use labels::{DEVICE as DEVICE_LABEL, SET as SET_LABEL};
 
 use context::{Context, Settings};
 
@@ -175,7 +175,7 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
         _ = &mut drivers => return,
     }
     let ns = settings.namespace.as_deref();
-    let owned = || watcher::Config::default().labels(labels::SET);
+    let owned = || watcher::Config::default().labels(SET_LABEL);
     let ctx_for_sweep = ctx.clone();
 
     let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
@@ -229,7 +229,7 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
             },
         )
         .watches(api::<Pod>(&client, ns), owned(), |pod: Pod| {
-            let set = pod.labels().get(labels::SET)?.clone();
+            let set = pod.labels().get(SET_LABEL)?.clone();
             pod.namespace().map(|ns| ObjectRef::new(&set).within(&ns))
         })
         .shutdown_on_signal()

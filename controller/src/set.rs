@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::DeviceSet;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -13,7 +14,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{instrument, warn};
 
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::device::{RECHECK, SAFETY_NET, apply_service, delete_service};
 use crate::error::{self, Error};
 use crate::metrics::{PHASES, SetCounts};
@@ -148,7 +149,7 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         });
         api.patch_status(
             &name,
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(contract::CONTROLLER).force(),
             &Patch::Apply(&patch),
         )
         .await

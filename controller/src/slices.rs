@@ -11,15 +11,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ambit_crds::dra::{self, DEVICE_UID_LABEL, Offered, Reach};
+use ambit_crds::contract::{self, MANAGED_BY};
 use ambit_crds::v1alpha1::Device;
+use ambit_dra::{self as dra, DEVICE_UID_LABEL, Offered, Reach};
 use k8s_openapi::api::resource::v1::ResourceSlice;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::error::Error;
 use crate::labels;
 
@@ -84,7 +85,7 @@ pub async fn sync(ctx: &Context, device: &Device, nodes: &[String]) -> Result<()
         let mut labels = BTreeMap::new();
         labels.insert(DEVICE_UID_LABEL.to_owned(), uid.clone());
         labels.insert(NAMESPACE_LABEL.to_owned(), namespace.clone());
-        labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+        labels.insert(MANAGED_BY.into(), contract::CONTROLLER.into());
         let devices = dra::devices_of(&Offered {
             namespace: &namespace,
             name: &name,
@@ -117,7 +118,7 @@ pub async fn sync(ctx: &Context, device: &Device, nodes: &[String]) -> Result<()
         return Ok(());
     }
     let desired = desired(generation + 1);
-    let params = PatchParams::apply(MANAGER).force();
+    let params = PatchParams::apply(contract::CONTROLLER).force();
     for slice in &desired {
         let slice_name = slice.name_any();
         api.patch(&slice_name, &params, &Patch::Apply(slice))

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use ambit_crds::contract::{DEVICE_LABEL, SET_LABEL, SPEC_HASH};
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
@@ -59,7 +60,7 @@ pub fn job(device: &Device, set: &DeviceSet, template: &JobSpec) -> Job {
             namespace: device.namespace(),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(
-                labels::SPEC_HASH.to_owned(),
+                SPEC_HASH.to_owned(),
                 labels::spec_hash(template),
             )])),
             owner_references: device.controller_owner_ref(&()).map(|o| vec![o]),
@@ -83,7 +84,7 @@ pub fn set_service_name(set: &DeviceSet) -> String {
 /// The Service of `device`, selecting its broker pods.
 pub fn device_service(device: &Device, set: &DeviceSet, template: &ServiceSpec) -> Service {
     let labels = labels::of(&set.name_any(), Some(&device.name_any()), None);
-    let selector = BTreeMap::from([(labels::DEVICE.to_owned(), device.name_any())]);
+    let selector = BTreeMap::from([(DEVICE_LABEL.to_owned(), device.name_any())]);
     service(
         device_service_name(device),
         device.namespace(),
@@ -97,7 +98,7 @@ pub fn device_service(device: &Device, set: &DeviceSet, template: &ServiceSpec) 
 /// The Service of `set`, selecting all its broker pods.
 pub fn set_service(set: &DeviceSet, template: &ServiceSpec) -> Service {
     let labels = labels::of(&set.name_any(), None, None);
-    let selector = BTreeMap::from([(labels::SET.to_owned(), set.name_any())]);
+    let selector = BTreeMap::from([(SET_LABEL.to_owned(), set.name_any())]);
     service(
         set_service_name(set),
         set.namespace(),
@@ -124,7 +125,7 @@ fn service(
             namespace,
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(
-                labels::SPEC_HASH.to_owned(),
+                SPEC_HASH.to_owned(),
                 labels::spec_hash(&spec),
             )])),
             owner_references: owner.map(|o| vec![o]),
@@ -204,13 +205,13 @@ mod tests {
         let template = set.spec.device_service.clone().unwrap();
         let svc = device_service(&device, &set, &template);
         assert_eq!(
-            svc.spec.as_ref().unwrap().selector.as_ref().unwrap()[labels::DEVICE],
+            svc.spec.as_ref().unwrap().selector.as_ref().unwrap()[DEVICE_LABEL],
             device.name_any()
         );
         assert_eq!(svc.name_any(), "meters-00112233aabbccdd-svc");
         let set_svc = set_service(&set, &template);
         assert_eq!(
-            set_svc.spec.as_ref().unwrap().selector.as_ref().unwrap()[labels::SET],
+            set_svc.spec.as_ref().unwrap().selector.as_ref().unwrap()[SET_LABEL],
             "meters"
         );
         assert_eq!(set_svc.owner_references()[0].kind, "DeviceSet");

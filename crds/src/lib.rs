@@ -1,13 +1,15 @@
 //! Ambit's Kubernetes API: the `DeviceSet` and `Device` custom resources of
-//! `ambit.dev/v1alpha1`, their condition vocabulary and the stable naming of
-//! Devices.
+//! `ambit.dev/v1alpha1`, their condition vocabulary, the stable naming of
+//! Devices, and the [`contract`] between agents and controller (field
+//! managers, labels, annotations, grace defaults).
 //!
-//! This crate only defines types. The CRD manifests under `crds/manifests/`
-//! are generated from them (`ambit crds --out crds/manifests`), and a test
-//! fails when the committed files are stale.
+//! This crate only defines types and the names that go with them. The CRD
+//! manifests under `crds/manifests/` are generated from them (`ambit crds
+//! --out crds/manifests`), and a test fails when the committed files are
+//! stale. How Devices become DRA ResourceSlices is the `ambit-dra` crate.
 
 pub mod conditions;
-pub mod dra;
+pub mod contract;
 pub mod names;
 pub mod v1alpha1;
 

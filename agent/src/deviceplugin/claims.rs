@@ -1,9 +1,10 @@
 //! Slots claimed in the API: this node's entries of a Device's
 //! `status.allocations`, applied with server-side apply under the field
-//! manager `ambit-agent/<node>/slots` and never forced. The list is keyed by
-//! slot, so an entry another node's manager owns makes the apply fail with
-//! 409 Conflict: the slot is taken. (Not the recorder's `ambit-agent/<node>`
-//! manager: an apply without its node entry would delete that entry.)
+//! manager `ambit-agent/<node>/slots` ([`ambit_crds::contract::slots_manager`])
+//! and never forced. The list is keyed by slot, so an entry another node's
+//! manager owns makes the apply fail with 409 Conflict: the slot is taken.
+//! (Not the recorder's `ambit-agent/<node>` manager: an apply without its
+//! node entry would delete that entry.)
 //!
 //! ```text
 //!  Allocate ──► check (slots) ──► hold ──► apply this node's entries ──► 409? give back, refuse

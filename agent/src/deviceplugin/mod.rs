@@ -118,7 +118,7 @@ pub fn spawn(
     let shared = Arc::new(Shared {
         node: settings.node.clone(),
         client: client.clone(),
-        manager: format!("ambit-agent/{}/slots", settings.node),
+        manager: ambit_crds::contract::slots_manager(&settings.node),
         state: Mutex::new(Slots::new(&settings.node)),
         writes: tokio::sync::Mutex::new(()),
         changed: Notify::new(),

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ambit_crds::dra;
 use ambit_discovery::{TransportError, UnixServer};
+use ambit_dra as dra;
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ambit_crds::dra::{self, Offered, Reach};
+use ambit_crds::contract;
 use ambit_discovery::Backoff;
+use ambit_dra::{self as dra, Offered, Reach};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::resource::v1::{Device as DraDevice, ResourceSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -146,7 +147,7 @@ async fn sync(
         return Ok(());
     }
     let desired = build(generation + 1);
-    let params = PatchParams::apply(&format!("ambit-agent/{node}")).force();
+    let params = PatchParams::apply(&contract::agent_manager(node)).force();
     for slice in &desired {
         let name = slice.name_any();
         api.patch(&name, &params, &Patch::Apply(slice)).await?;

@@ -1,3 +1,4 @@
+use ambit_crds::contract::{DEVICE_LABEL, SET_LABEL};
 use serde_json::json;
 
 use super::*;
@@ -98,8 +99,7 @@ fn ended_and_outdated_pods_are_replaced_after_they_are_gone() {
     let t = template(&set);
     let failed = with_phase(broker_pod(&device, &set, &t, "a"), "Failed");
     let mut old = broker_pod(&device, &set, &t, "b");
-    old.annotations_mut()
-        .insert(labels::SPEC_HASH.into(), "old".into());
+    old.annotations_mut().insert(SPEC_HASH.into(), "old".into());
     let plan = plan(&device, &set, &t, &[&failed, &old], &BTreeMap::new());
     assert_eq!(
         plan.delete,
@@ -184,8 +184,8 @@ fn pods_carry_properties_identity_labels_and_owner() {
         "the container's own variable wins"
     );
     assert_eq!(value("AMBIT_NODE_NAME").as_deref(), Some("a"));
-    assert_eq!(pod.labels()[labels::DEVICE], "plcs-0123456789abcdef");
-    assert_eq!(pod.labels()[labels::SET], "plcs");
+    assert_eq!(pod.labels()[DEVICE_LABEL], "plcs-0123456789abcdef");
+    assert_eq!(pod.labels()[SET_LABEL], "plcs");
     assert_eq!(pod.owner_references()[0].uid, "dev-uid");
     assert_eq!(pod.name_any(), pod_name(&device, "a"));
 }

@@ -1,9 +1,10 @@
 //! Ambit's devices in Dynamic Resource Allocation (`resource.k8s.io/v1`):
 //! the driver name, how a Device becomes DRA devices, pools and
 //! ResourceSlices. Pure functions, shared by the agent (which publishes the
-//! per-node pool of local devices) and the controller (which publishes one
-//! pool per shared device, whose node selector names every node that sees
-//! it).
+//! per-node pool of local devices, and prepares claims for the kubelet) and
+//! the controller (which publishes one pool per shared device, whose node
+//! selector names every node that sees it). Kept out of `ambit-crds`, which
+//! only defines the API's types.
 //!
 //! A Device with `capacity` n becomes n DRA devices, one per slot, so the
 //! scheduler never gives out more concurrent claims than the capacity. Each
@@ -25,7 +26,7 @@ use k8s_openapi::api::resource::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::v1alpha1::DeviceSpec;
+use ambit_crds::v1alpha1::DeviceSpec;
 
 /// The DRA driver name, and the name of the DeviceClass that selects it.
 pub const DRIVER: &str = "ambit.dev";

@@ -1,0 +1,126 @@
+//! The contract between the agents and the controller: who writes which
+//! field, under which field manager, and what each label and annotation
+//! Ambit puts on objects means. Both sides take these names from here, so
+//! they cannot drift apart.
+//!
+//! | object | field | written by | field manager |
+//! |---|---|---|---|
+//! | Device | metadata (owner, [`SET_LABEL`], [`SPEC_HASH`]) and spec | every agent that sees it, identical values | [`agent_manager`] |
+//! | Device | its node's entry in `status.nodes` | that node's agent | [`agent_manager`] |
+//! | Device | its node's entries in `status.allocations` (never forced: a slot another node holds is a conflict) | that node's agent | [`slots_manager`] |
+//! | Device | `status.conditions` | the controller | [`CONTROLLER`] |
+//! | Device | the entry of a node that is gone: an empty list applied as that node's agent | the controller | [`agent_manager`] |
+//! | DeviceSet | its node's entry in `status.nodes` | that node's agent | [`agent_manager`] |
+//! | DeviceSet | the rest of `status` | the controller | [`CONTROLLER`] |
+//! | broker pods, Jobs, Services, ResourceClaimTemplates | the whole object, labelled [`SET_LABEL`] and [`DEVICE_LABEL`] (broker pods also [`NODE_LABEL`]); pods, Jobs and Services annotated [`SPEC_HASH`] | the controller | [`CONTROLLER`] |
+//!
+//! A Device no node sees any more is deleted by the controller once its
+//! grace period is over: the DeviceSet's `discovery.gracePeriodSeconds`, or
+//! [`default_grace`]; the agents keep a vanished device's entry for the same
+//! time. The ResourceSlices both sides publish follow the DRA model of the
+//! `ambit-dra` crate (driver, pools, slice labels).
+
+use std::time::Duration;
+
+/// The agent's name: its field managers start with it, and it reports
+/// Events and manages its ResourceSlices under it.
+pub const AGENT: &str = "ambit-agent";
+
+/// The controller's name, and its field manager for everything it writes;
+/// it also reports Events and manages its ResourceSlices under it.
+pub const CONTROLLER: &str = "ambit-controller";
+
+/// The field manager of `node`'s agent, `ambit-agent/<node>`: Devices'
+/// metadata and spec, and the node's entries in Devices' and DeviceSets'
+/// `status.nodes`. The controller applies as it to remove the entries of a
+/// node that is gone.
+pub fn agent_manager(node: &str) -> String {
+    format!("{AGENT}/{node}")
+}
+
+/// The field manager of the slots `node`'s agent hands out,
+/// `ambit-agent/<node>/slots`: its entries in Devices'
+/// `status.allocations`. Not [`agent_manager`]: an apply of the slots
+/// without the node entry would delete that entry.
+pub fn slots_manager(node: &str) -> String {
+    format!("{}/slots", agent_manager(node))
+}
+
+/// Label: the DeviceSet an object belongs to. On Devices (by the agent,
+/// when the name fits a label value) and on everything the controller
+/// creates; the set's Service selects by it.
+pub const SET_LABEL: &str = "ambit.dev/device-set";
+
+/// Label: the Device an object belongs to (broker pods, Jobs, Services,
+/// ResourceClaimTemplates); the Device's Service selects by it.
+pub const DEVICE_LABEL: &str = "ambit.dev/device";
+
+/// Label and annotation: the node a broker pod is for (the label only when
+/// the name fits a label value).
+pub const NODE_LABEL: &str = "ambit.dev/node";
+
+/// Annotation: a hash of what the object was built from. On a Device, the
+/// agent's hash of its spec, so agents on other nodes can tell from a
+/// metadata-only watch that the spec is already what they would apply; on
+/// what the controller creates, a different hash means the object is out
+/// of date.
+pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
+
+/// The well-known label naming who manages an object: [`AGENT`] or
+/// [`CONTROLLER`] on the ResourceSlices they publish.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// What the kubelet extended resources of the agent's device plugins start
+/// with: `ambit.dev/<device>` for one Device, `ambit.dev/<set>` for any
+/// Device of a set.
+pub const RESOURCE_PREFIX: &str = "ambit.dev/";
+
+/// The kubelet extended resource named `name` (a Device or a DeviceSet), as
+/// the agent's device plugin registers it and broker pods request it.
+pub fn resource(name: &str) -> String {
+    format!("{RESOURCE_PREFIX}{name}")
+}
+
+/// How long a vanished node-local device keeps its node entry, when its
+/// DeviceSet does not say.
+pub const DEFAULT_LOCAL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a vanished shared (network) device keeps its node entry, when
+/// its DeviceSet does not say.
+pub const DEFAULT_SHARED_GRACE: Duration = Duration::from_secs(300);
+
+/// The grace period of a device whose DeviceSet sets none.
+pub fn default_grace(shared: bool) -> Duration {
+    if shared {
+        DEFAULT_SHARED_GRACE
+    } else {
+        DEFAULT_LOCAL_GRACE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managers_are_the_ones_objects_already_carry() {
+        assert_eq!(agent_manager("edge-1"), "ambit-agent/edge-1");
+        assert_eq!(slots_manager("edge-1"), "ambit-agent/edge-1/slots");
+        assert_eq!(CONTROLLER, "ambit-controller");
+    }
+
+    #[test]
+    fn resources_are_in_the_api_group() {
+        assert_eq!(resource("cams-0123"), "ambit.dev/cams-0123");
+        assert!(RESOURCE_PREFIX.starts_with(crate::GROUP));
+        for key in [SET_LABEL, DEVICE_LABEL, NODE_LABEL, SPEC_HASH] {
+            assert!(key.starts_with("ambit.dev/"), "{key}");
+        }
+    }
+
+    #[test]
+    fn shared_devices_wait_longer() {
+        assert_eq!(default_grace(false), Duration::from_secs(10));
+        assert_eq!(default_grace(true), Duration::from_secs(300));
+    }
+}

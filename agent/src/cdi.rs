@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ambit_crds::v1alpha1::DeviceSpec;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -218,14 +219,29 @@ fn file_name(device: &str) -> String {
 }
 
 /// The spec files of one CDI directory, as this agent keeps them.
+///
+/// A sync costs what changed: a Device whose spec is as at the last sync
+/// keeps its file untouched (no encoding, no file system call), and only
+/// the files of devices that left are removed. The directory is listed
+/// once, at the first sync, to remove what a previous run left.
 #[derive(Debug)]
 pub struct SpecDir {
     dir: PathBuf,
     node: String,
-    /// What is on disk: device → (CDI name, file content).
-    written: BTreeMap<DeviceKey, (String, String)>,
+    /// What is on disk: device → (CDI name, the spec it was made from,
+    /// file content).
+    written: BTreeMap<DeviceKey, Entry>,
     /// Devices skipped with a warning already (invalid, or a name taken).
     warned: BTreeSet<DeviceKey>,
+    /// Whether the directory was listed for files of a previous run.
+    swept: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    spec: DeviceSpec,
+    content: String,
 }
 
 impl SpecDir {
@@ -236,24 +252,23 @@ impl SpecDir {
             node,
             written: BTreeMap::new(),
             warned: BTreeSet::new(),
+            swept: false,
         }
     }
 
-    /// Makes the directory hold exactly the specs of `offers` (and removes
-    /// files of ours it does not know, such as those of a previous run).
-    /// Two Devices of the same name in different namespaces would be one
-    /// CDI device: the one written first keeps the name.
+    /// Makes the directory hold exactly the specs of `offers` (and, the
+    /// first time, removes files of ours it does not know, such as those of
+    /// a previous run). Two Devices of the same name in different
+    /// namespaces would be one CDI device: the one written first keeps the
+    /// name.
     pub fn sync(&mut self, offers: &Offers) -> Written {
-        if let Err(error) = std::fs::create_dir_all(&self.dir) {
-            warn!(%error, dir = %self.dir.display(), "cannot create the CDI spec directory");
-        }
-        let mut names: BTreeMap<String, DeviceKey> = self
-            .written
+        let mut before = std::mem::take(&mut self.written);
+        let mut names: BTreeMap<String, DeviceKey> = before
             .iter()
             .filter(|(key, _)| offers.contains_key(*key))
-            .map(|(key, (name, _))| (name.clone(), key.clone()))
+            .map(|(key, entry)| (entry.name.clone(), key.clone()))
             .collect();
-        let mut desired: BTreeMap<DeviceKey, (String, String)> = BTreeMap::new();
+        let mut created_dir = false;
         for (key, offer) in offers.iter() {
             if names.get(&offer.name).is_some_and(|owner| owner != key) {
                 if self.warned.insert(key.clone()) {
@@ -262,45 +277,78 @@ impl SpecDir {
                 }
                 continue;
             }
-            match spec(offer, &self.node).map(|s| serde_json::to_string_pretty(&s)) {
-                Ok(Ok(content)) => {
-                    names.insert(offer.name.clone(), key.clone());
-                    desired.insert(key.clone(), (offer.name.clone(), content));
+            // The spec file depends on the Device's name and spec only: a
+            // change of its nodes or allocations leaves it as it is.
+            if let Some(entry) = before.remove(key) {
+                if entry.spec == offer.spec {
+                    self.written.insert(key.clone(), entry);
+                    continue;
                 }
-                Ok(Err(error)) => warn!(%error, device = %offer.name, "cannot encode a CDI spec"),
+                before.insert(key.clone(), entry);
+            }
+            let content = match spec(offer, &self.node).map(|s| serde_json::to_string_pretty(&s)) {
+                Ok(Ok(content)) => content,
+                Ok(Err(error)) => {
+                    warn!(%error, device = %offer.name, "cannot encode a CDI spec");
+                    continue;
+                }
                 Err(error) => {
                     if self.warned.insert(key.clone()) {
                         warn!(%error, device = %offer.name, namespace = %key.0, "no CDI spec for this device");
                     }
+                    continue;
                 }
+            };
+            names.insert(offer.name.clone(), key.clone());
+            let path = self.dir.join(file_name(&offer.name));
+            let current = before.remove(key).is_some_and(|e| e.content == content)
+                || std::fs::read_to_string(&path).is_ok_and(|c| c == content);
+            if !current {
+                if !created_dir {
+                    created_dir = true;
+                    if let Err(error) = std::fs::create_dir_all(&self.dir) {
+                        warn!(%error, dir = %self.dir.display(), "cannot create the CDI spec directory");
+                    }
+                }
+                if let Err(error) = write_atomically(&path, &content) {
+                    warn!(%error, path = %path.display(), "failed to write a CDI spec");
+                    continue;
+                }
+                debug!(path = %path.display(), "wrote CDI spec");
             }
+            self.written.insert(
+                key.clone(),
+                Entry {
+                    name: offer.name.clone(),
+                    spec: offer.spec.clone(),
+                    content,
+                },
+            );
         }
         self.warned.retain(|key| offers.contains_key(key));
 
-        for (key, (name, content)) in &desired {
-            if self.written.get(key).is_some_and(|(_, c)| c == content) {
-                continue;
-            }
-            let path = self.dir.join(file_name(name));
-            if std::fs::read_to_string(&path).is_ok_and(|c| &c == content) {
-                continue;
-            }
-            if let Err(error) = write_atomically(&path, content) {
-                warn!(%error, path = %path.display(), "failed to write a CDI spec");
-            } else {
-                debug!(path = %path.display(), "wrote CDI spec");
-            }
-        }
-        let keep: BTreeSet<String> = desired.values().map(|(name, _)| file_name(name)).collect();
-        self.remove_others(&keep);
-        self.written = desired
-            .into_iter()
-            .filter(|(_, (name, _))| self.dir.join(file_name(name)).exists())
+        let keep: BTreeSet<String> = self
+            .written
+            .values()
+            .map(|entry| file_name(&entry.name))
             .collect();
+        if self.swept {
+            // Files of devices no longer offered, unless another device
+            // of that name has taken the file over.
+            for entry in before.values() {
+                let file = file_name(&entry.name);
+                if !keep.contains(&file) {
+                    self.remove(&file);
+                }
+            }
+        } else {
+            self.swept = true;
+            self.remove_others(&keep);
+        }
         Arc::new(
             self.written
                 .iter()
-                .map(|(key, (name, _))| (key.clone(), qualified_name(name)))
+                .map(|(key, entry)| (key.clone(), qualified_name(&entry.name)))
                 .collect(),
         )
     }
@@ -312,11 +360,16 @@ impl SpecDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(FILE_PREFIX) && name.ends_with(".json") && !keep.contains(&name) {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => debug!(file = %name, "removed CDI spec"),
-                    Err(error) => warn!(%error, file = %name, "failed to remove a CDI spec"),
-                }
+                self.remove(&name);
             }
+        }
+    }
+
+    fn remove(&self, file: &str) {
+        match std::fs::remove_file(self.dir.join(file)) {
+            Ok(()) => debug!(%file, "removed CDI spec"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => warn!(%error, %file, "failed to remove a CDI spec"),
         }
     }
 }
@@ -373,7 +426,7 @@ pub fn follow(
 
 #[cfg(test)]
 mod tests {
-    use ambit_crds::v1alpha1::{DeviceNode, DeviceSpec, Mount};
+    use ambit_crds::v1alpha1::{Allocation, DeviceNode, DeviceSpec, Mount};
     use serde_json::json;
 
     use super::*;
@@ -499,5 +552,51 @@ mod tests {
         assert!(written.is_empty());
         assert!(!dir.path().join("ambit.dev-device_cams-1.json").exists());
         assert!(dir.path().join("vendor.json").exists());
+    }
+
+    #[test]
+    fn a_sync_touches_only_the_devices_that_changed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut specs = SpecDir::new(dir.path().to_owned(), "edge-1".into());
+        let (one, two) = (offer("a", "cams-1"), offer("a", "cams-2"));
+        specs.sync(&offers(&[one.clone(), two.clone()]));
+        let file = |name: &str| dir.path().join(format!("ambit.dev-device_{name}.json"));
+        let inode = |name: &str| std::fs::metadata(file(name)).unwrap().ino();
+        let (first_one, first_two) = (inode("cams-1"), inode("cams-2"));
+
+        // A slot taken elsewhere changes the offer, not the spec: no write
+        // (a rename would give the file a new inode).
+        let mut taken = one.clone();
+        taken.allocations.push(Allocation {
+            slot: 0,
+            node: "edge-2".into(),
+            pod: None,
+            since: None,
+        });
+        // Only the first sync sweeps the directory: a file that appears
+        // later is left alone.
+        std::fs::write(dir.path().join("ambit.dev-device_other.json"), "{}").unwrap();
+        specs.sync(&offers(&[taken.clone(), two.clone()]));
+        assert_eq!(inode("cams-1"), first_one);
+        assert_eq!(inode("cams-2"), first_two);
+
+        // A changed spec is written again; the other file stays as it was.
+        let mut moved = two.clone();
+        moved.spec.properties.insert("ROOM".into(), "hall".into());
+        specs.sync(&offers(&[taken.clone(), moved]));
+        assert_ne!(inode("cams-2"), first_two);
+        assert!(
+            std::fs::read_to_string(file("cams-2"))
+                .unwrap()
+                .contains("ROOM=hall")
+        );
+        assert_eq!(inode("cams-1"), first_one);
+
+        // A device that leaves takes only its own file with it.
+        let written = specs.sync(&offers(&[taken]));
+        assert_eq!(written.len(), 1);
+        assert!(!file("cams-2").exists());
+        assert!(file("other").exists());
     }
 }

@@ -163,6 +163,7 @@ async fn devices_are_served_allocated_reclaimed_and_withdrawn() -> anyhow::Resul
         .collect();
     expected.sort();
     assert_eq!(registered, expected);
+    assert_eq!(kubelet.registered(), 3, "each resource registers once");
     assert!(seen.registrations.iter().all(|r| {
         r.options
             .as_ref()

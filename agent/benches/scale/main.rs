@@ -21,9 +21,14 @@
 //! | `AMBIT_BENCH_NODES` | 10 | nodes (agents) in scenario B |
 //! | `AMBIT_BENCH_SCENARIOS` | a,b | which scenarios |
 //! | `AMBIT_BENCH_METRICS_DIR` | — | keep kube-apiserver's raw /metrics scrapes there |
+//! | `AMBIT_AGENT_BIN` | the bench's own build | the agent binary to measure |
 //!
 //! Under `cargo test` (no `--bench` argument) it only says how to run it.
 
+// The device-plugin tests' played kubelet; the bench uses a part of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/kubelet.rs"]
+mod kubelet;
 mod report;
 mod run;
 

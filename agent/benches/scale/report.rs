@@ -144,7 +144,7 @@ pub fn run(scenario: Scenario, i: usize, f: &Figures) -> anyhow::Result<()> {
     let writes = f.load.sum(agent_write);
     let own: f64 = f.agents.iter().map(|a| a.own_writes).sum();
     say!(
-        "scenario {} run {i}: converged {:.2} s (first Device {:.2} s, set entries {:.2} s); {} agent writes ({:.3} per device per node; agents counted {}); max RSS {:.1} MiB",
+        "scenario {} run {i}: converged {:.2} s (first Device {:.2} s, set entries {:.2} s); {} agent writes ({:.3} per device per node; agents counted {}); max RSS {:.1} MiB; kubelet registrations per agent {}",
         scenario.name,
         secs(f.converged),
         secs(f.first),
@@ -155,7 +155,12 @@ pub fn run(scenario: Scenario, i: usize, f: &Figures) -> anyhow::Result<()> {
         f.agents
             .iter()
             .map(|a| mib(a.loaded.rss))
-            .fold(0.0, f64::max)
+            .fold(0.0, f64::max),
+        f.agents
+            .iter()
+            .map(|a| a.registered.to_string())
+            .collect::<Vec<_>>()
+            .join("/")
     );
     Ok(())
 }

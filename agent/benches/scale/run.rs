@@ -23,7 +23,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ambit-agent");
+use crate::kubelet::Kubelet;
+
+/// The agent this bench builds; `AMBIT_AGENT_BIN` names another one to
+/// measure (an older build, side by side on the same day).
+fn agent_binary() -> std::path::PathBuf {
+    std::env::var_os("AMBIT_AGENT_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_ambit-agent").into(), Into::into)
+}
 const NAMESPACE: &str = "bench";
 const SET: &str = "bench";
 /// How long convergence may take before the run is given up.
@@ -71,6 +78,8 @@ pub struct AgentFigures {
     pub cpu_load: Duration,
     /// The agent's own count of its writes over the load.
     pub own_writes: f64,
+    /// Resources the node's played kubelet has registered after the load.
+    pub registered: usize,
 }
 
 /// The steady-state window.
@@ -157,12 +166,21 @@ async fn measure(
         .await?;
     let names = ambit_tests::nodes::create(&client, "bench", scenario.nodes, &[]).await?;
     let mut agents = Vec::with_capacity(names.len());
+    let mut kubelets = Vec::with_capacity(names.len());
+    let binary = agent_binary();
+    // As users run it: the chart's log level, and a (played) kubelet on
+    // each node, there before the agent, so every device plugin binds,
+    // registers and is followed by ListAndWatch.
+    let log = std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
     for name in &names {
-        agents.push(Agent::start(
+        let kubelet_dir = control_plane.dir.join("agents").join(name).join("kubelet");
+        kubelets.push(Kubelet::start(&kubelet_dir)?);
+        agents.push(Agent::start_with_env(
             control_plane,
-            AGENT.as_ref(),
+            &binary,
             name,
             NAMESPACE,
+            &[("RUST_LOG", log.as_str())],
         )?);
     }
     for agent in &agents {
@@ -263,6 +281,7 @@ async fn measure(
             cpu_converge: cpu_converge[i].saturating_sub(cpu_before[i]),
             cpu_load: cpu_after[i].saturating_sub(cpu_before[i]),
             own_writes: own_after[i] - own_before[i],
+            registered: kubelets[i].registered(),
         })
         .collect();
 

@@ -203,12 +203,11 @@ impl Slots {
     /// Returns the collisions not reported before.
     pub fn set_offers(&mut self, offers: Offers) -> Vec<Collision> {
         let mut wanted: BTreeMap<String, Vec<Owner>> = BTreeMap::new();
-        for (key, offer) in offers.iter() {
+        for key in offers.keys() {
             wanted
                 .entry(format!("{PREFIX}{}", key.1))
                 .or_default()
                 .push(Owner::Device(key.clone()));
-            let _ = offer;
         }
         let sets: BTreeSet<(String, String)> = offers
             .iter()
@@ -314,14 +313,22 @@ impl Slots {
         list
     }
 
+    /// The offers a resource stands for: a Device's is one lookup (the
+    /// lists of a thousand per-device resources must not scan a thousand
+    /// offers each), a set's is its namespace's range of the offers.
     fn devices_of<'a>(
         &'a self,
         owner: &'a Owner,
-    ) -> impl Iterator<Item = (&'a DeviceKey, &'a crate::offers::Offer)> + 'a {
-        self.offers.iter().filter(move |(key, offer)| match owner {
-            Owner::Device(device) => *key == device,
-            Owner::Set { namespace, set } => key.0 == *namespace && offer.spec.device_set == *set,
-        })
+    ) -> Box<dyn Iterator<Item = (&'a DeviceKey, &'a crate::offers::Offer)> + 'a> {
+        match owner {
+            Owner::Device(device) => Box::new(self.offers.get_key_value(device).into_iter()),
+            Owner::Set { namespace, set } => Box::new(
+                self.offers
+                    .range((namespace.clone(), String::new())..)
+                    .take_while(move |(key, _)| key.0 == *namespace)
+                    .filter(move |(_, offer)| offer.spec.device_set == *set),
+            ),
+        }
     }
 
     /// The slot `id` names in `resource`, if the kubelet may have it:

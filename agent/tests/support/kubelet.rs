@@ -194,6 +194,17 @@ impl Kubelet {
         }
     }
 
+    /// How many resources registered with this kubelet (each once).
+    pub fn registered(&self) -> usize {
+        let seen = self.seen.borrow();
+        let names: std::collections::BTreeSet<&str> = seen
+            .registrations
+            .iter()
+            .map(|r| r.resource_name.as_str())
+            .collect();
+        names.len()
+    }
+
     /// The resource's device list: device ID → health.
     pub fn list(&self, resource: &str) -> BTreeMap<String, String> {
         self.seen

@@ -462,7 +462,7 @@ mod tests {
     fn offers(list: &[Offer]) -> Offers {
         Arc::new(
             list.iter()
-                .map(|o| ((o.namespace.clone(), o.name.clone()), o.clone()))
+                .map(|o| ((o.namespace.clone(), o.name.clone()), Arc::new(o.clone())))
                 .collect(),
         )
     }

@@ -70,15 +70,24 @@ impl Offer {
     }
 }
 
-/// Every Device this node offers, by key.
-pub type Offers = Arc<BTreeMap<DeviceKey, Offer>>;
+/// Every Device this node offers, by key. Each offer is shared, so a copy
+/// of the map for a consumer copies pointers, not Devices.
+pub type Offers = Arc<BTreeMap<DeviceKey, Arc<Offer>>>;
+
+/// The offers are published at most this often (events are taken in all
+/// the while): a lone change is published at once, a burst (a thousand
+/// Devices written while converging) every 50 ms, so the device plugins,
+/// the CDI writer and the DRA publisher redo their work twenty times a
+/// second at most, not once per Device.
+const REPUBLISH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Watches Devices and publishes this node's offers on the returned
 /// channel, each time they change. Runs until the process ends.
 ///
-/// Every event already waiting is taken in before the offers are published:
-/// a burst (a relist, a thousand Devices written while converging) costs
-/// one copy of the map, not one per Device.
+/// Every event already waiting is taken in before the offers are published,
+/// and publishes are at least [`REPUBLISH_AFTER`] apart: a burst (a relist,
+/// a thousand Devices written while converging) costs a copy of the map
+/// per 50 ms, not one per Device.
 pub fn follow(client: Client, namespace: Option<String>, node: String) -> watch::Receiver<Offers> {
     let (sender, receiver) = watch::channel(Offers::default());
     tokio::spawn(async move {
@@ -90,13 +99,27 @@ pub fn follow(client: Client, namespace: Option<String>, node: String) -> watch:
             current: BTreeMap::new(),
             listing: None,
         };
-        while let Some(event) = events.next().await {
-            let mut changed = follower.apply(event);
-            while let Some(Some(event)) = events.next().now_or_never() {
-                changed |= follower.apply(event);
+        // Events are taken in as they come; publishing waits until
+        // REPUBLISH_AFTER has passed since the last publish.
+        let mut pending = false;
+        let start = tokio::time::Instant::now();
+        let mut last = start.checked_sub(REPUBLISH_AFTER).unwrap_or(start);
+        loop {
+            let due = last + REPUBLISH_AFTER;
+            tokio::select! {
+                event = events.next() => {
+                    let Some(event) = event else { return };
+                    pending |= follower.apply(event);
+                    while let Some(Some(event)) = events.next().now_or_never() {
+                        pending |= follower.apply(event);
+                    }
+                }
+                () = tokio::time::sleep_until(due), if pending => {}
             }
-            if changed {
+            if pending && tokio::time::Instant::now() >= due {
                 sender.send_replace(Arc::new(follower.current.clone()));
+                pending = false;
+                last = tokio::time::Instant::now();
             }
         }
     });
@@ -106,9 +129,9 @@ pub fn follow(client: Client, namespace: Option<String>, node: String) -> watch:
 /// This node's offers, as the Device watch's events build them.
 struct Follower {
     node: String,
-    current: BTreeMap<DeviceKey, Offer>,
+    current: BTreeMap<DeviceKey, Arc<Offer>>,
     /// A relist in progress: the Devices listed so far.
-    listing: Option<BTreeMap<DeviceKey, Offer>>,
+    listing: Option<BTreeMap<DeviceKey, Arc<Offer>>>,
 }
 
 impl Follower {
@@ -130,7 +153,7 @@ impl Follower {
                 if let (Some(listing), Some(offer)) =
                     (&mut self.listing, Offer::of(&device, &self.node))
                 {
-                    listing.insert(key(&device), offer);
+                    listing.insert(key(&device), Arc::new(offer));
                 }
                 false
             }
@@ -144,10 +167,10 @@ impl Follower {
             watcher::Event::Apply(device) => match Offer::of(&device, &self.node) {
                 Some(offer) => {
                     let key = key(&device);
-                    if self.current.get(&key) == Some(&offer) {
+                    if self.current.get(&key).is_some_and(|o| **o == offer) {
                         false
                     } else {
-                        self.current.insert(key, offer);
+                        self.current.insert(key, Arc::new(offer));
                         true
                     }
                 }

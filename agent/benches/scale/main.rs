@@ -25,6 +25,7 @@
 //!
 //! Under `cargo test` (no `--bench` argument) it only says how to run it.
 
+mod floor;
 // The device-plugin tests' played kubelet; the bench uses a part of it.
 #[allow(dead_code)]
 #[path = "../../tests/support/kubelet.rs"]

@@ -144,7 +144,7 @@ pub fn run(scenario: Scenario, i: usize, f: &Figures) -> anyhow::Result<()> {
     let writes = f.load.sum(agent_write);
     let own: f64 = f.agents.iter().map(|a| a.own_writes).sum();
     say!(
-        "scenario {} run {i}: converged {:.2} s (first Device {:.2} s, set entries {:.2} s); {} agent writes ({:.3} per device per node; agents counted {}); max RSS {:.1} MiB; kubelet registrations per agent {}",
+        "scenario {} run {i}: converged {:.2} s (first Device {:.2} s, set entries {:.2} s); {} agent writes ({:.3} per device per node; agents counted {}); max RSS {:.1} MiB; kubelet registrations per agent {}; floor {:.2} s for the same {} writes from one client ({:.1}× it)",
         scenario.name,
         secs(f.converged),
         secs(f.first),
@@ -160,7 +160,10 @@ pub fn run(scenario: Scenario, i: usize, f: &Figures) -> anyhow::Result<()> {
             .iter()
             .map(|a| a.registered.to_string())
             .collect::<Vec<_>>()
-            .join("/")
+            .join("/"),
+        secs(f.floor.took),
+        f.floor.writes,
+        secs(f.converged) / secs(f.floor.took).max(1e-9),
     );
     Ok(())
 }
@@ -201,6 +204,18 @@ pub fn scenario(scenario: Scenario, runs: &[Figures]) -> anyhow::Result<()> {
         "s",
         each(|f| secs(f.first)),
         2,
+    )?;
+    row(
+        "floor: the same writes from one plain client (same run, same API server)",
+        "s",
+        each(|f| secs(f.floor.took)),
+        2,
+    )?;
+    row(
+        "convergence ÷ floor",
+        "×",
+        each(|f| secs(f.converged) / secs(f.floor.took).max(1e-9)),
+        1,
     )?;
     row(
         "DeviceSet's node entries count every device",

@@ -118,6 +118,8 @@ pub struct Figures {
     pub control_plane: Vec<(&'static str, Duration)>,
     /// The steady-state window, when measured.
     pub quiet: Option<Quiet>,
+    /// The same writes from one plain client, after the run.
+    pub floor: crate::floor::Floor,
 }
 
 /// How a run goes.
@@ -308,6 +310,7 @@ async fn measure(
                 .collect::<Result<_, _>>()?,
         })
     };
+    let floor = crate::floor::measure(&client, NAMESPACE).await?;
     for agent in &agents {
         let log = agent.log();
         if log.contains("panicked") {
@@ -324,6 +327,7 @@ async fn measure(
         load: after.since(&before),
         internals: internals_after.since(&internals_before),
         agents: agent_figures,
+        floor,
         control_plane: COMPONENTS
             .iter()
             .zip(components_converge.iter().zip(&components_before))

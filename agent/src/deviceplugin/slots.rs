@@ -319,7 +319,8 @@ impl Slots {
     fn devices_of<'a>(
         &'a self,
         owner: &'a Owner,
-    ) -> Box<dyn Iterator<Item = (&'a DeviceKey, &'a crate::offers::Offer)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a DeviceKey, &'a std::sync::Arc<crate::offers::Offer>)> + 'a>
+    {
         match owner {
             Owner::Device(device) => Box::new(self.offers.get_key_value(device).into_iter()),
             Owner::Set { namespace, set } => Box::new(

@@ -29,7 +29,7 @@ fn offer(namespace: &str, name: &str, set: &str, capacity: i32) -> Offer {
 fn offers(list: &[Offer]) -> Offers {
     Arc::new(
         list.iter()
-            .map(|o| ((o.namespace.clone(), o.name.clone()), o.clone()))
+            .map(|o| ((o.namespace.clone(), o.name.clone()), Arc::new(o.clone())))
             .collect(),
     )
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use ambit_crds::contract::SET_LABEL;
+use ambit_crds::contract::{SET_LABEL, SPEC_HASH};
 use ambit_crds::v1alpha1::{
     Device, DeviceNode, DeviceSet, DeviceSetNodeStatus, DeviceSpec, HandlerState, Mount,
 };
@@ -19,9 +19,6 @@ use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::tracker::SetKey;
-
-// Where the agent's Device watch reads the annotation from.
-pub use ambit_crds::contract::SPEC_HASH;
 
 /// The hash of a spec, as [`SPEC_HASH`] carries it.
 pub fn spec_hash(spec: &DeviceSpec) -> String {

@@ -1,123 +1,264 @@
-//! Reading the Devices this node recorded before (at start), and noticing
-//! Devices that disappear (deleted by someone else, or while the watch was
-//! disconnected) so the recorder can write them again if they are still seen.
+//! The agent's one watch on Devices, and what it feeds.
+//!
+//! ```text
+//!                      ┌─► first listing: the Devices this node recorded before (the recorder adopts them)
+//!  Device watch ──► Relist ─► recorder: DeviceSpec (a Device's spec hash, when it changed), DeviceDeleted
+//!                      └─► offers::Follower ──watch channel (≤ every 50 ms)──► device plugins, CDI, DRA
+//! ```
+//!
+//! One watch, one decode of each event, for everything the agent learns
+//! from Devices: at start the first listing gives the entries a previous
+//! run wrote (nothing is written before they are adopted), then the same
+//! stream tells the recorder which spec each Device has (a node that wants
+//! the same spec need not apply it again) and which were deleted (written
+//! again if still seen), and builds this node's offers. After a relist,
+//! Devices that vanished meanwhile get no Delete event: [`Relist`] finds
+//! them by comparing with what was known.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ambit_crds::v1alpha1::Device;
-use futures::StreamExt;
-use kube::api::{ListParams, PartialObjectMeta};
+use futures::{FutureExt, StreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tracing::warn;
 
+use crate::offers::{self, DeviceKey, Follower, Offers};
 use crate::recorder::Input;
 
-/// Every Device whose `status.nodes` names `node`, retrying until the API
-/// server answers.
-pub async fn recorded_by(client: &Client, namespace: Option<&str>, node: &str) -> Vec<Device> {
-    let api: Api<Device> = scoped(client.clone(), namespace);
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match list_all(&api).await {
-            Ok(devices) => {
-                return devices
-                    .into_iter()
-                    .filter(|d| {
-                        d.status
-                            .iter()
-                            .flat_map(|s| &s.nodes)
-                            .any(|n| n.node == node)
-                    })
-                    .collect();
-            }
-            Err(error) => {
-                warn!(%error, retry_in = ?delay, "failed to list Devices; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+/// The offers are published at most this often (events are taken in all
+/// the while): a lone change is published at once, a burst (a thousand
+/// Devices written while converging) every 50 ms, so the device plugins,
+/// the CDI writer and the DRA publisher redo their work twenty times a
+/// second at most, not once per Device.
+const REPUBLISH_AFTER: Duration = Duration::from_millis(50);
+
+/// What the Device watch gives the rest of the agent.
+#[derive(Debug)]
+pub struct Followed {
+    /// Every Device whose `status.nodes` names this node, as first listed.
+    pub recorded: Vec<Device>,
+    /// This node's offers, published as they change.
+    pub offers: watch::Receiver<Offers>,
 }
 
-async fn list_all(api: &Api<Device>) -> kube::Result<Vec<Device>> {
-    let mut devices = vec![];
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = api.list(&params).await?;
-        devices.extend(page.items);
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(devices),
-        }
-    }
-}
-
-/// Tells the recorder about every Device deletion (metadata only: cheap).
-pub async fn watch_deletions(
+/// Starts the Device watch and waits for its first listing (retrying, with
+/// backoff, until the API server answers). Runs until the process ends.
+pub async fn follow(
     client: Client,
     namespace: Option<String>,
+    node: String,
     recorder: mpsc::Sender<Input>,
+) -> Followed {
+    let (offers_tx, offers) = watch::channel(Offers::default());
+    let (first_tx, first) = oneshot::channel();
+    tokio::spawn(run(client, namespace, node, recorder, offers_tx, first_tx));
+    // The task only ends with the process; a closed channel means it
+    // panicked, and there is nothing to adopt.
+    let recorded = first.await.unwrap_or_default();
+    Followed { recorded, offers }
+}
+
+async fn run(
+    client: Client,
+    namespace: Option<String>,
+    node: String,
+    recorder: mpsc::Sender<Input>,
+    offers: watch::Sender<Offers>,
+    first: oneshot::Sender<Vec<Device>>,
 ) {
-    let api: Api<PartialObjectMeta<Device>> = scoped(client, namespace.as_deref());
+    let api: Api<Device> = scoped(client, namespace.as_deref());
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let mut events = std::pin::pin!(events);
-    let mut listing: Option<BTreeSet<(String, String)>> = None;
-    let mut known: BTreeSet<(String, String)> = BTreeSet::new();
-    while let Some(event) = events.next().await {
+    let mut feed = Feed {
+        follower: Follower::new(&node),
+        node,
+        relist: Relist::default(),
+        hashes: BTreeMap::new(),
+        first: Some((first, vec![])),
+        outbox: vec![],
+    };
+    let mut pending = false;
+    let start = Instant::now();
+    let mut last = start.checked_sub(REPUBLISH_AFTER).unwrap_or(start);
+    loop {
+        let due = last + REPUBLISH_AFTER;
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { return };
+                pending |= feed.apply(event);
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    pending |= feed.apply(event);
+                }
+                for input in std::mem::take(&mut feed.outbox) {
+                    if recorder.send(input).await.is_err() {
+                        warn!("the recorder is gone; the Device watch stops");
+                        return;
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(due), if pending => {}
+        }
+        if pending && Instant::now() >= due {
+            offers.send_replace(feed.follower.offers());
+            pending = false;
+            last = Instant::now();
+        }
+    }
+}
+
+/// The watch's state: what the recorder was told and this node's offers.
+struct Feed {
+    node: String,
+    relist: Relist<DeviceKey>,
+    /// The spec hash last told to the recorder, per Device.
+    hashes: BTreeMap<DeviceKey, String>,
+    follower: Follower,
+    /// Until the first listing is done: where it goes, and the recorded
+    /// Devices so far. Nothing is sent to the recorder before it.
+    first: Option<(oneshot::Sender<Vec<Device>>, Vec<Device>)>,
+    /// Inputs for the recorder, sent after each burst.
+    outbox: Vec<Input>,
+}
+
+impl Feed {
+    /// Takes in one event; whether the offers changed.
+    fn apply(&mut self, event: Result<watcher::Event<Device>, watcher::Error>) -> bool {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
                 warn!(%error, "Device watch failed; retrying");
-                continue;
+                return false;
             }
         };
         match event {
-            watcher::Event::Init => listing = Some(BTreeSet::new()),
-            watcher::Event::InitApply(meta) | watcher::Event::Apply(meta) => {
-                let key = (meta.namespace().unwrap_or_default(), meta.name_any());
-                if let Some(listing) = &mut listing {
-                    listing.insert(key.clone());
-                }
-                // What spec the Device has (as its hash): a node that wants
-                // the same spec need not apply it again.
-                if let Some(hash) = meta.annotations().get(crate::desired::SPEC_HASH) {
-                    let input = Input::DeviceSpec {
-                        namespace: key.0.clone(),
-                        name: key.1.clone(),
-                        hash: hash.clone(),
-                    };
-                    let _ = recorder.send(input).await;
-                }
-                known.insert(key);
+            watcher::Event::Init => {
+                self.relist.start();
+                false
             }
-            watcher::Event::Delete(meta) => {
-                let key = (meta.namespace().unwrap_or_default(), meta.name_any());
-                known.remove(&key);
-                let _ = recorder
-                    .send(Input::DeviceDeleted {
-                        namespace: key.0,
-                        name: key.1,
-                    })
-                    .await;
+            watcher::Event::InitApply(device) => {
+                let key = offers::key(&device);
+                self.relist.listed(key.clone());
+                if let Some((_, recorded)) = &mut self.first
+                    && records(&device, &self.node)
+                {
+                    recorded.push(device.clone());
+                }
+                self.seen(key, &device)
+            }
+            watcher::Event::Apply(device) => {
+                let key = offers::key(&device);
+                self.relist.seen(key.clone());
+                self.seen(key, &device)
+            }
+            watcher::Event::Delete(device) => {
+                let key = offers::key(&device);
+                self.relist.forget(&key);
+                self.gone(key)
             }
             watcher::Event::InitDone => {
-                // After a relist, Devices that vanished meanwhile get no
-                // Delete event: compare with what was known.
-                if let Some(listed) = listing.take() {
-                    for (namespace, name) in known.difference(&listed) {
-                        let input = Input::DeviceDeleted {
-                            namespace: namespace.clone(),
-                            name: name.clone(),
-                        };
-                        let _ = recorder.send(input).await;
-                    }
-                    known = listed;
+                let mut changed = false;
+                for key in self.relist.done() {
+                    changed |= self.gone(key);
                 }
+                if let Some((sender, recorded)) = self.first.take() {
+                    // The recorder starts from this; a closed receiver
+                    // means the agent is stopping.
+                    let _ = sender.send(recorded);
+                }
+                changed
             }
         }
+    }
+
+    fn seen(&mut self, key: DeviceKey, device: &Device) -> bool {
+        if let Some(hash) = device.annotations().get(ambit_crds::contract::SPEC_HASH)
+            && self.hashes.get(&key) != Some(hash)
+        {
+            self.hashes.insert(key.clone(), hash.clone());
+            self.outbox.push(Input::DeviceSpec {
+                namespace: key.0,
+                name: key.1,
+                hash: hash.clone(),
+            });
+        }
+        self.follower.apply(device)
+    }
+
+    fn gone(&mut self, key: DeviceKey) -> bool {
+        self.hashes.remove(&key);
+        let changed = self.follower.delete(&key);
+        self.outbox.push(Input::DeviceDeleted {
+            namespace: key.0,
+            name: key.1,
+        });
+        changed
+    }
+}
+
+/// Whether `node` has an entry in `device`'s status.
+fn records(device: &Device, node: &str) -> bool {
+    device
+        .status
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .any(|n| n.node == node)
+}
+
+/// The relist bookkeeping of a watch: which keys exist, and, when a
+/// listing ends, which of those known before it were not listed (they
+/// were deleted while the watch was away, and no Delete event will say so).
+#[derive(Debug)]
+pub struct Relist<K> {
+    known: BTreeSet<K>,
+    listing: Option<BTreeSet<K>>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Self {
+            known: BTreeSet::new(),
+            listing: None,
+        }
+    }
+}
+
+impl<K: Ord + Clone> Relist<K> {
+    /// A listing starts.
+    pub fn start(&mut self) {
+        self.listing = Some(BTreeSet::new());
+    }
+
+    /// `key` is in the listing.
+    pub fn listed(&mut self, key: K) {
+        if let Some(listing) = &mut self.listing {
+            listing.insert(key.clone());
+        }
+        self.known.insert(key);
+    }
+
+    /// `key` was added or changed (outside a listing).
+    pub fn seen(&mut self, key: K) {
+        self.known.insert(key);
+    }
+
+    /// `key` was deleted.
+    pub fn forget(&mut self, key: &K) {
+        self.known.remove(key);
+    }
+
+    /// The listing ended: the keys known before it that it did not list,
+    /// now forgotten.
+    pub fn done(&mut self) -> Vec<K> {
+        let Some(listed) = self.listing.take() else {
+            return vec![];
+        };
+        let gone: Vec<K> = self.known.difference(&listed).cloned().collect();
+        self.known = listed;
+        gone
     }
 }
 
@@ -130,5 +271,30 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::all(client),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relist_finds_what_was_deleted_while_the_watch_was_away() {
+        let mut relist = Relist::default();
+        relist.start();
+        relist.listed("a");
+        relist.listed("b");
+        assert!(relist.done().is_empty(), "the first listing loses nothing");
+        relist.seen("c");
+        relist.forget(&"a");
+        // The watch reconnects: b was deleted meanwhile, d created.
+        relist.start();
+        relist.listed("c");
+        relist.listed("d");
+        assert_eq!(relist.done(), ["b"]);
+        assert!(relist.done().is_empty(), "a listing ends once");
+        relist.start();
+        relist.listed("c");
+        assert_eq!(relist.done(), ["d"]);
     }
 }

@@ -163,17 +163,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
     };
     let events = events::Events::new(client.clone(), &node_name, metrics.clone());
 
-    // Take over what a previous run recorded before anything else runs.
-    let existing = devices::recorded_by(&client, namespace.as_deref(), &node_name).await;
+    // The one Device watch. Its first listing is what a previous run
+    // recorded: the recorder takes it over before anything else runs.
     let (inputs, receiver) = mpsc::channel(1024);
-    let recorder = recorder::Recorder::new(writer, events, &existing);
-    drop(existing);
-    tokio::spawn(recorder.run(receiver));
-    tokio::spawn(devices::watch_deletions(
+    let devices::Followed { recorded, offers } = devices::follow(
         client.clone(),
         namespace.clone(),
+        node_name.clone(),
         inputs.clone(),
-    ));
+    )
+    .await;
+    let recorder = recorder::Recorder::new(writer, events, &recorded);
+    drop(recorded);
+    tokio::spawn(recorder.run(receiver));
 
     // Handlers: embedded now, external as they register.
     let options = HandlerOptions {
@@ -194,7 +196,6 @@ pub async fn run(args: Args) -> Result<(), Error> {
     tokio::spawn(handlers.follow(registrations));
 
     // What this node offers pods, for the kubelet and the container runtime.
-    let offers = offers::follow(client.clone(), namespace.clone(), node_name.clone());
     let access = &args.access;
     let cdi = match config::enabled(&access.cdi_dir) {
         Some(dir) => cdi::follow(dir.to_owned(), node_name.clone(), offers.clone()),

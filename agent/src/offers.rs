@@ -17,13 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ambit_crds::v1alpha1::{Allocation, Device, DeviceSpec};
-use futures::{FutureExt, StreamExt};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
-use tokio::sync::watch;
-use tracing::warn;
-
-use crate::devices::scoped;
+use kube::ResourceExt;
 
 /// A Device, by namespace and name.
 pub type DeviceKey = (String, String);
@@ -74,114 +68,52 @@ impl Offer {
 /// of the map for a consumer copies pointers, not Devices.
 pub type Offers = Arc<BTreeMap<DeviceKey, Arc<Offer>>>;
 
-/// The offers are published at most this often (events are taken in all
-/// the while): a lone change is published at once, a burst (a thousand
-/// Devices written while converging) every 50 ms, so the device plugins,
-/// the CDI writer and the DRA publisher redo their work twenty times a
-/// second at most, not once per Device.
-const REPUBLISH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Watches Devices and publishes this node's offers on the returned
-/// channel, each time they change. Runs until the process ends.
-///
-/// Every event already waiting is taken in before the offers are published,
-/// and publishes are at least [`REPUBLISH_AFTER`] apart: a burst (a relist,
-/// a thousand Devices written while converging) costs a copy of the map
-/// per 50 ms, not one per Device.
-pub fn follow(client: Client, namespace: Option<String>, node: String) -> watch::Receiver<Offers> {
-    let (sender, receiver) = watch::channel(Offers::default());
-    tokio::spawn(async move {
-        let api = scoped::<Device>(client, namespace.as_deref());
-        let events = watcher(api, watcher::Config::default()).default_backoff();
-        let mut events = std::pin::pin!(events);
-        let mut follower = Follower {
-            node,
-            current: BTreeMap::new(),
-            listing: None,
-        };
-        // Events are taken in as they come; publishing waits until
-        // REPUBLISH_AFTER has passed since the last publish.
-        let mut pending = false;
-        let start = tokio::time::Instant::now();
-        let mut last = start.checked_sub(REPUBLISH_AFTER).unwrap_or(start);
-        loop {
-            let due = last + REPUBLISH_AFTER;
-            tokio::select! {
-                event = events.next() => {
-                    let Some(event) = event else { return };
-                    pending |= follower.apply(event);
-                    while let Some(Some(event)) = events.next().now_or_never() {
-                        pending |= follower.apply(event);
-                    }
-                }
-                () = tokio::time::sleep_until(due), if pending => {}
-            }
-            if pending && tokio::time::Instant::now() >= due {
-                sender.send_replace(Arc::new(follower.current.clone()));
-                pending = false;
-                last = tokio::time::Instant::now();
-            }
-        }
-    });
-    receiver
-}
-
-/// This node's offers, as the Device watch's events build them.
-struct Follower {
+/// This node's offers, as the Device watch's events build them (the one
+/// Device watch, in [`crate::devices`], feeds it and publishes it).
+#[derive(Debug)]
+pub struct Follower {
     node: String,
     current: BTreeMap<DeviceKey, Arc<Offer>>,
-    /// A relist in progress: the Devices listed so far.
-    listing: Option<BTreeMap<DeviceKey, Arc<Offer>>>,
 }
 
 impl Follower {
-    /// Takes in one event; whether the offers changed.
-    fn apply(&mut self, event: Result<watcher::Event<Device>, watcher::Error>) -> bool {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                warn!(%error, "Device watch (offers) failed; retrying");
-                return false;
-            }
-        };
-        match event {
-            watcher::Event::Init => {
-                self.listing = Some(BTreeMap::new());
-                false
-            }
-            watcher::Event::InitApply(device) => {
-                if let (Some(listing), Some(offer)) =
-                    (&mut self.listing, Offer::of(&device, &self.node))
-                {
-                    listing.insert(key(&device), Arc::new(offer));
-                }
-                false
-            }
-            watcher::Event::InitDone => match self.listing.take() {
-                Some(listed) if listed != self.current => {
-                    self.current = listed;
+    /// No offers yet, for `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            current: BTreeMap::new(),
+        }
+    }
+
+    /// A Device is there as shown; whether the offers changed.
+    pub fn apply(&mut self, device: &Device) -> bool {
+        let key = key(device);
+        match Offer::of(device, &self.node) {
+            Some(offer) => {
+                if self.current.get(&key).is_some_and(|o| **o == offer) {
+                    false
+                } else {
+                    self.current.insert(key, Arc::new(offer));
                     true
                 }
-                _ => false,
-            },
-            watcher::Event::Apply(device) => match Offer::of(&device, &self.node) {
-                Some(offer) => {
-                    let key = key(&device);
-                    if self.current.get(&key).is_some_and(|o| **o == offer) {
-                        false
-                    } else {
-                        self.current.insert(key, Arc::new(offer));
-                        true
-                    }
-                }
-                None => self.current.remove(&key(&device)).is_some(),
-            },
-            watcher::Event::Delete(device) => self.current.remove(&key(&device)).is_some(),
+            }
+            None => self.current.remove(&key).is_some(),
         }
+    }
+
+    /// A Device is gone; whether the offers changed.
+    pub fn delete(&mut self, key: &DeviceKey) -> bool {
+        self.current.remove(key).is_some()
+    }
+
+    /// The offers now, to publish (a copy of pointers).
+    pub fn offers(&self) -> Offers {
+        Arc::new(self.current.clone())
     }
 }
 
-fn key(device: &Device) -> DeviceKey {
+/// A Device's key.
+pub fn key(device: &Device) -> DeviceKey {
     (device.namespace().unwrap_or_default(), device.name_any())
 }
 
@@ -236,5 +168,22 @@ mod tests {
             Some(1),
             "capacity 0 still has a slot"
         );
+    }
+
+    #[test]
+    fn the_follower_changes_only_when_this_nodes_offer_does() {
+        let mut follower = Follower::new("a");
+        assert!(!follower.apply(&device(&["b"])), "not seen here: no offer");
+        assert!(follower.apply(&device(&["a", "b"])));
+        assert!(
+            !follower.apply(&device(&["b", "a"])),
+            "the same offer again"
+        );
+        assert_eq!(follower.offers().len(), 1);
+        assert!(follower.apply(&device(&["b"])), "this node's entry went");
+        assert!(follower.offers().is_empty());
+        assert!(follower.apply(&device(&["a"])));
+        assert!(follower.delete(&("ns".into(), "cam-1".into())));
+        assert!(!follower.delete(&("ns".into(), "cam-1".into())));
     }
 }

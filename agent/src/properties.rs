@@ -3,15 +3,26 @@
 //!
 //! Values may be credentials: they go to the handler and nowhere else — not
 //! into logs, Events, Device objects or error messages.
+//!
+//! The retry rule follows from the API's answer ([`on_read_error`]): a
+//! Secret or ConfigMap that is not there, a key it lacks, or a read the API
+//! refuses for good (403 and the other 4xx) is the user's to fix and is
+//! reported as a [`PropertyError`]; anything else — the API server
+//! unreachable, slow, overloaded (429) or failing (5xx) — is not the
+//! DeviceSet's fault, so the read is retried with capped backoff (0.5 s,
+//! doubling, up to 30 s) and never reported as invalid details.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::time::Duration;
 
 use ambit_crds::v1alpha1::{DiscoveryProperty, PropertySource};
+use ambit_discovery::Backoff;
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use tracing::warn;
 
 /// Why properties could not be resolved. Messages name objects and keys,
 /// never values.
@@ -43,7 +54,8 @@ pub enum PropertyError {
         /// Its name.
         name: String,
     },
-    /// Reading it failed.
+    /// The API refused to read it, for good (forbidden, or another 4xx
+    /// that retrying cannot change). Transient failures are retried instead.
     #[error("property {property}: failed to read {kind} {namespace}/{name}: {source}")]
     Read {
         /// The property.
@@ -86,7 +98,7 @@ pub async fn resolve(
         let (exists, value) = match reference.kind {
             "Secret" => {
                 let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-                let secret = api.get_opt(reference.name).await.map_err(read)?;
+                let secret = get(&api, &reference, namespace).await.map_err(read)?;
                 let value = secret.as_ref().and_then(|s| {
                     let data = s.data.as_ref().and_then(|d| d.get(reference.key));
                     data.map(|v| String::from_utf8_lossy(&v.0).into_owned())
@@ -96,7 +108,7 @@ pub async fn resolve(
             }
             _ => {
                 let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-                let map = api.get_opt(reference.name).await.map_err(read)?;
+                let map = get(&api, &reference, namespace).await.map_err(read)?;
                 let value = map
                     .as_ref()
                     .and_then(|m| m.data.as_ref()?.get(reference.key).cloned());
@@ -128,6 +140,56 @@ pub async fn resolve(
         }
     }
     Ok(resolved)
+}
+
+/// What a failed read of a Secret or ConfigMap calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnReadError {
+    /// The API server was unreachable, slow, overloaded or failing, or the
+    /// agent's credentials were refused while they rotate: read again
+    /// after a backoff; report nothing.
+    Retry,
+    /// The API server answered that this read cannot succeed as asked
+    /// (403 forbidden, 400, …): report it to the DeviceSet's author.
+    Report,
+}
+
+/// The retry rule: only an API answer in the 4xx range — other than 401
+/// (credentials being refreshed), 408 (timeout) and 429 (throttled) — is
+/// reported; connection errors, timeouts and 5xx are retried. (404 never
+/// gets here: a missing object is [`PropertyError::NotFound`].)
+pub fn on_read_error(error: &kube::Error) -> OnReadError {
+    match error {
+        kube::Error::Api(status) if (400..500).contains(&status.code) => match status.code {
+            401 | 408 | 429 => OnReadError::Retry,
+            _ => OnReadError::Report,
+        },
+        _ => OnReadError::Retry,
+    }
+}
+
+/// Reads the object `reference` names (`None` if it does not exist),
+/// retrying transient failures with capped backoff until it gets an answer.
+async fn get<K>(
+    api: &Api<K>,
+    reference: &Reference<'_>,
+    namespace: &str,
+) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        match api.get_opt(reference.name).await {
+            Ok(object) => return Ok(object),
+            Err(error) if on_read_error(&error) == OnReadError::Retry => {
+                let delay = backoff.next_delay();
+                warn!(%error, kind = reference.kind, %namespace, name = reference.name, ?delay, "failed to read a property's source; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// A key of a Secret or ConfigMap that a property reads.
@@ -198,4 +260,36 @@ where
             _ => None,
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("refused", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn a_refusal_for_good_is_reported() {
+        assert_eq!(on_read_error(&api(403, "Forbidden")), OnReadError::Report);
+        assert_eq!(on_read_error(&api(400, "BadRequest")), OnReadError::Report);
+        assert_eq!(on_read_error(&api(422, "Invalid")), OnReadError::Report);
+    }
+
+    #[test]
+    fn an_unreachable_slow_or_failing_api_is_retried() {
+        for code in [401, 408, 429, 500, 503, 504] {
+            assert_eq!(on_read_error(&api(code, "")), OnReadError::Retry, "{code}");
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            on_read_error(&kube::Error::ReadEvents(io)),
+            OnReadError::Retry
+        );
+        let service = kube::Error::Service("connection refused".into());
+        assert_eq!(on_read_error(&service), OnReadError::Retry);
+    }
 }

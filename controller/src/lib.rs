@@ -21,17 +21,21 @@ mod error;
 mod health;
 mod index;
 mod labels;
+mod leader;
 mod metrics;
 mod set;
 mod slices;
 mod summary;
+mod tasks;
 mod workloads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ambit_crds::contract::SET_LABEL;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::reflector::ObjectRef;
@@ -40,11 +44,13 @@ use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::task::AbortHandle;
+use tracing::{error, info, warn};
 
 pub use config::Args;
 
 use context::{Context, Settings};
+use tasks::{Ended, Tasks};
 
 /// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +74,19 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A long-lived task ended: the process cannot do its job any more.
+    #[error("the {task} task stopped: {reason}")]
+    Stopped {
+        /// The task (`http`, `leader election`, `controllers`).
+        task: &'static str,
+        /// How it ended.
+        reason: String,
+    },
 }
 
-/// Runs the controller until Ctrl-C or SIGTERM.
+/// Runs the controller until Ctrl-C or SIGTERM (then `Ok`), or until one of
+/// its long-lived tasks ends (then [`Error::Stopped`], after `/healthz` has
+/// said so and the Lease was released).
 pub async fn run(args: Args) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Client)?;
     let Args {
@@ -88,15 +104,24 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let (ready, ready_rx) = watch::channel(false);
-    let http = tokio::spawn(ambit_telemetry::serve(
+    let (health, health_rx) = watch::channel(None);
+    let mut tasks = Tasks::default();
+    let http = ambit_telemetry::serve_with_health(
         metrics_addr,
         registry,
         ready_rx,
         "not ready: leader election not started",
-    ));
+        health_rx,
+    );
+    tasks.spawn("http", async move {
+        http.await.map_err(|source| Error::Http {
+            addr: metrics_addr,
+            source,
+        })
+    });
 
     let duration = lease_duration.as_secs().max(2);
-    let lease = LeaseManagerBuilder::new(client.clone(), &lease_name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&lease_namespace)
         .with_identity(&identity)
         .with_duration(duration)
@@ -107,7 +132,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
             lease: lease_name.clone(),
             source,
         })?;
-    let (mut leading, _lease_task) = lease.watch().await;
+    let manager = Arc::new(manager);
+    let duration = Duration::from_secs(duration);
+    let (leading_tx, mut leading) = watch::channel(false);
+    let election = leader::Election {
+        manager: manager.clone(),
+        leases: Api::namespaced(client.clone(), &lease_namespace),
+        lease: lease_name.clone(),
+        identity: identity.clone(),
+        duration,
+    };
+    let election = tasks.spawn("leader election", leader::elect(election, leading_tx));
     ready.send_replace(true);
     info!(%identity, lease = %lease_name, "waiting to lead");
 
@@ -116,63 +151,79 @@ pub async fn run(args: Args) -> Result<(), Error> {
         not_ready_toleration: node_not_ready_toleration,
         identity: identity.clone(),
     };
-    let mut active: Option<tokio::task::JoinHandle<()>> = None;
+    let mut active: Option<AbortHandle> = None;
     let stop = ambit_telemetry::shutdown_signal();
     tokio::pin!(stop);
-    loop {
+    let ended = loop {
         let lead = *leading.borrow_and_update();
         metrics.leader(lead);
         match (lead, &active) {
             (true, None) => {
                 info!(%identity, "became the leader; starting the controllers");
-                active = Some(tokio::spawn(controllers(
-                    client.clone(),
-                    settings.clone(),
-                    metrics.clone(),
-                )));
+                let work = controllers(client.clone(), settings.clone(), metrics.clone());
+                active = Some(tasks.spawn("controllers", work));
             }
             (false, Some(task)) => {
                 // Stop writing at once: another replica may lead now.
                 warn!(%identity, "lost the lease; stopping the controllers");
-                task.abort();
+                tasks.stop(task);
                 active = None;
             }
             _ => {}
         }
         tokio::select! {
-            changed = leading.changed() => if changed.is_err() {
-                warn!("leader election stopped");
-                break;
-            },
-            result = &mut stop => { let () = result; break; }
+            // Its sender ends with the election task, which `ended` reports.
+            Ok(()) = leading.changed() => {}
+            ended = tasks.ended() => break Some(ended),
+            () = &mut stop => break None,
+        }
+    };
+
+    // Stop writing first, then hand the Lease over: released, a standby
+    // takes over at once instead of after a lease duration.
+    let was_leading = active.is_some();
+    if let Some(task) = active {
+        tasks.stop(&task);
+    }
+    metrics.leader(false);
+    if let Some(ended) = &ended {
+        error!(task = ended.task, reason = %ended.reason, "a long-lived task ended; stopping");
+        health.send_replace(Some(format!(
+            "the {} task stopped: {}",
+            ended.task, ended.reason
+        )));
+    }
+    tasks.stop(&election);
+    if was_leading {
+        if leader::release(&manager, duration).await {
+            info!(lease = %lease_name, "released the Lease");
+        } else {
+            warn!(lease = %lease_name, "failed to release the Lease; it expires on its own");
         }
     }
-    if let Some(task) = active {
-        task.abort();
+    tasks.stop_all();
+    match ended {
+        Some(Ended { task, reason }) => Err(Error::Stopped { task, reason }),
+        None => {
+            info!("stopped");
+            Ok(())
+        }
     }
-    // Dropping the receiver releases the Lease, so a standby takes over at once.
-    drop(leading);
-    if http.is_finished()
-        && let Ok(Err(source)) = http.await
-    {
-        return Err(Error::Http {
-            addr: metrics_addr,
-            source,
-        });
-    }
-    info!("stopped");
-    Ok(())
 }
 
-/// Runs both controllers until aborted.
-async fn controllers(client: Client, settings: Settings, metrics: metrics::Metrics) {
+/// Runs the caches, both controllers and the slice sweeper until aborted;
+/// returns (with what ended) if any of them ends.
+async fn controllers(
+    client: Client,
+    settings: Settings,
+    metrics: metrics::Metrics,
+) -> Result<(), &'static str> {
     let (ctx, drivers) = Context::new(client.clone(), settings.clone(), metrics);
     let ctx = Arc::new(ctx);
-    let drivers = futures::future::join_all(drivers);
-    tokio::pin!(drivers);
+    let mut drivers: FuturesUnordered<_> = drivers.into_iter().collect();
     tokio::select! {
         () = ctx.wait_synced() => info!("caches synced"),
-        _ = &mut drivers => return,
+        _ = drivers.next() => return Err("a cache's watch ended before the caches synced"),
     }
     let ns = settings.namespace.as_deref();
     let owned = || watcher::Config::default().labels(SET_LABEL);
@@ -213,7 +264,6 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
                     .collect::<Vec<_>>()
             },
         )
-        .shutdown_on_signal()
         .run(device::reconcile, device::error_policy, ctx.clone())
         .for_each(|_| async {});
 
@@ -232,7 +282,6 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
             let set = pod.labels().get(SET_LABEL)?.clone();
             pod.namespace().map(|ns| ObjectRef::new(&set).within(&ns))
         })
-        .shutdown_on_signal()
         .run(set::reconcile, set::error_policy, ctx)
         .for_each(|_| async {});
 
@@ -251,9 +300,12 @@ async fn controllers(client: Client, settings: Settings, metrics: metrics::Metri
             }
         }
     };
+    // Each runs until aborted: one that ends is a failure.
     tokio::select! {
-        _ = async { futures::join!(drivers, device_controller, set_controller) } => {}
-        () = sweeper => {}
+        _ = drivers.next() => Err("a cache's watch ended"),
+        () = device_controller => Err("the Device controller's stream ended"),
+        () = set_controller => Err("the DeviceSet controller's stream ended"),
+        () = sweeper => Err("the ResourceSlice sweeper ended"),
     }
 }
 

@@ -5,11 +5,13 @@
 //! - [`shutdown_signal`]: resolves on Ctrl-C or SIGTERM (what Kubernetes sends).
 //! - [`serve`]: `/metrics` (OpenMetrics text from a prometheus-client
 //!   registry), `/healthz` (the process serves) and `/readyz` (a watch
-//!   channel the service sets when it can do its job).
+//!   channel the service sets when it can do its job);
+//!   [`serve_with_health`] also lets `/healthz` say the process is unhealthy
+//!   and why (a service whose supervised task ended, on its way out).
 
 mod http;
 
-pub use http::serve;
+pub use http::{Health, serve, serve_with_health};
 
 /// Logs to stderr with `RUST_LOG` filtering (default `info`).
 pub fn init_logging() {

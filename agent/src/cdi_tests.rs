@@ -4,6 +4,7 @@ use ambit_crds::v1alpha1::{Allocation, DeviceNode, DeviceSpec, Mount};
 use serde_json::json;
 
 use super::*;
+use crate::offers::offers_of;
 
 fn offer(namespace: &str, name: &str) -> Offer {
     Offer {
@@ -31,14 +32,6 @@ fn offer(namespace: &str, name: &str) -> Offer {
         nodes: vec!["edge-1".into()],
         allocations: vec![],
     }
-}
-
-fn offers(list: &[Offer]) -> Offers {
-    Arc::new(
-        list.iter()
-            .map(|o| ((o.namespace.clone(), o.name.clone()), Arc::new(o.clone())))
-            .collect(),
-    )
 }
 
 #[test]
@@ -88,7 +81,7 @@ fn the_directory_holds_exactly_the_offered_devices() {
     std::fs::write(dir.path().join("vendor.json"), "{}").unwrap();
     let mut specs = SpecDir::new(dir.path().to_owned(), "edge-1".into());
 
-    let written = specs.sync(&offers(&[
+    let written = specs.sync(&offers_of(&[
         offer("a", "cams-1"),
         offer("b", "cams-1"),
         offer("a", "cams-2"),
@@ -117,11 +110,11 @@ fn the_directory_holds_exactly_the_offered_devices() {
     assert_eq!(value["kind"], "ambit.dev/device");
 
     // cams-1 of namespace a goes: namespace b's device takes the name.
-    let written = specs.sync(&offers(&[offer("b", "cams-1")]));
+    let written = specs.sync(&offers_of(&[offer("b", "cams-1")]));
     assert!(written.contains_key(&("b".to_owned(), "cams-1".to_owned())));
     assert!(!dir.path().join("ambit.dev-device_cams-2.json").exists());
 
-    let written = specs.sync(&offers(&[]));
+    let written = specs.sync(&offers_of(&[]));
     assert!(written.is_empty());
     assert!(!dir.path().join("ambit.dev-device_cams-1.json").exists());
     assert!(dir.path().join("vendor.json").exists());
@@ -133,7 +126,7 @@ fn a_sync_touches_only_the_devices_that_changed() {
     let dir = tempfile::tempdir().unwrap();
     let mut specs = SpecDir::new(dir.path().to_owned(), "edge-1".into());
     let (one, two) = (offer("a", "cams-1"), offer("a", "cams-2"));
-    specs.sync(&offers(&[one.clone(), two.clone()]));
+    specs.sync(&offers_of(&[one.clone(), two.clone()]));
     let file = |name: &str| dir.path().join(format!("ambit.dev-device_{name}.json"));
     let inode = |name: &str| std::fs::metadata(file(name)).unwrap().ino();
     let (first_one, first_two) = (inode("cams-1"), inode("cams-2"));
@@ -150,14 +143,14 @@ fn a_sync_touches_only_the_devices_that_changed() {
     // Only the first sync sweeps the directory: a file that appears
     // later is left alone.
     std::fs::write(dir.path().join("ambit.dev-device_other.json"), "{}").unwrap();
-    specs.sync(&offers(&[taken.clone(), two.clone()]));
+    specs.sync(&offers_of(&[taken.clone(), two.clone()]));
     assert_eq!(inode("cams-1"), first_one);
     assert_eq!(inode("cams-2"), first_two);
 
     // A changed spec is written again; the other file stays as it was.
     let mut moved = two.clone();
     moved.spec.properties.insert("ROOM".into(), "hall".into());
-    specs.sync(&offers(&[taken.clone(), moved]));
+    specs.sync(&offers_of(&[taken.clone(), moved]));
     assert_ne!(inode("cams-2"), first_two);
     assert!(
         std::fs::read_to_string(file("cams-2"))
@@ -167,7 +160,7 @@ fn a_sync_touches_only_the_devices_that_changed() {
     assert_eq!(inode("cams-1"), first_one);
 
     // A device that leaves takes only its own file with it.
-    let written = specs.sync(&offers(&[taken]));
+    let written = specs.sync(&offers_of(&[taken]));
     assert_eq!(written.len(), 1);
     assert!(!file("cams-2").exists());
     assert!(file("other").exists());

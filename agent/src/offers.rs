@@ -112,6 +112,16 @@ impl Follower {
     }
 }
 
+/// Offers made of `list`, keyed as the watch keys them (for tests).
+#[cfg(test)]
+pub fn offers_of(list: &[Offer]) -> Offers {
+    Arc::new(
+        list.iter()
+            .map(|o| ((o.namespace.clone(), o.name.clone()), Arc::new(o.clone())))
+            .collect(),
+    )
+}
+
 /// A Device's key.
 pub fn key(device: &Device) -> DeviceKey {
     (device.namespace().unwrap_or_default(), device.name_any())

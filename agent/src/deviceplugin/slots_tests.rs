@@ -1,10 +1,9 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_crds::v1alpha1::DeviceSpec;
 
 use super::*;
-use crate::offers::Offer;
+use crate::offers::{Offer, offers_of};
 
 fn offer(namespace: &str, name: &str, set: &str, capacity: i32) -> Offer {
     Offer {
@@ -26,14 +25,6 @@ fn offer(namespace: &str, name: &str, set: &str, capacity: i32) -> Offer {
     }
 }
 
-fn offers(list: &[Offer]) -> Offers {
-    Arc::new(
-        list.iter()
-            .map(|o| ((o.namespace.clone(), o.name.clone()), Arc::new(o.clone())))
-            .collect(),
-    )
-}
-
 fn allocation(slot: i32, node: &str) -> Allocation {
     Allocation {
         slot,
@@ -50,7 +41,7 @@ fn key(namespace: &str, name: &str) -> DeviceKey {
 #[test]
 fn each_device_and_each_set_is_a_resource_with_capacity_slots() {
     let mut slots = Slots::new("a");
-    slots.set_offers(offers(&[
+    slots.set_offers(offers_of(&[
         offer("ns", "cam-1", "cams", 2),
         offer("ns", "cam-2", "cams", 1),
     ]));
@@ -76,8 +67,8 @@ fn each_device_and_each_set_is_a_resource_with_capacity_slots() {
 fn a_name_wanted_twice_is_served_once_and_keeps_its_owner() {
     let mut slots = Slots::new("a");
     // Namespace b's device came first.
-    slots.set_offers(offers(&[offer("b", "x", "set-b", 1)]));
-    let collisions = slots.set_offers(offers(&[
+    slots.set_offers(offers_of(&[offer("b", "x", "set-b", 1)]));
+    let collisions = slots.set_offers(offers_of(&[
         offer("a", "x", "set-a", 1),
         offer("b", "x", "set-b", 1),
         offer("a", "set-a", "other", 1),
@@ -111,7 +102,7 @@ fn names_that_cannot_be_resources_are_skipped() {
     assert!(!valid_resource_name(&"x".repeat(64)));
     assert!(!valid_resource_name("-a"));
     let mut slots = Slots::new("a");
-    slots.set_offers(offers(&[offer("ns", "cam-1", &"s".repeat(70), 1)]));
+    slots.set_offers(offers_of(&[offer("ns", "cam-1", &"s".repeat(70), 1)]));
     assert_eq!(slots.resources().len(), 1);
 }
 
@@ -120,7 +111,7 @@ fn a_slot_held_elsewhere_or_through_the_other_resource_is_unhealthy() {
     let mut slots = Slots::new("a");
     let mut cam = offer("ns", "cam", "cams", 3);
     cam.allocations = vec![allocation(0, "b")];
-    slots.set_offers(offers(&[cam]));
+    slots.set_offers(offers_of(&[cam]));
 
     let refusal = slots.check("ambit.dev/cams", "cam-0").unwrap_err();
     assert_eq!(refusal.reason(), "held_by_other_node");
@@ -172,7 +163,7 @@ fn a_slot_held_elsewhere_or_through_the_other_resource_is_unhealthy() {
 #[test]
 fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     let mut slots = Slots::new("a");
-    slots.set_offers(offers(&[offer("ns", "cam", "cams", 2)]));
+    slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     let slot = (key("ns", "cam"), 1);
     slots.hold(&slot, "ambit.dev/cam", Timestamp::UNIX_EPOCH);
     assert_eq!(
@@ -183,7 +174,7 @@ fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     assert_eq!(entries, [allocation(1, "a")]);
 
     // Not shown by the API yet: kept.
-    slots.set_offers(offers(&[offer("ns", "cam", "cams", 2)]));
+    slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     assert!(slots.holds(&slot));
 
     // A new run reads it back from the API, resource unknown: the device
@@ -191,7 +182,7 @@ fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     let mut shown = offer("ns", "cam", "cams", 2);
     shown.allocations = entries;
     let mut restarted = Slots::new("a");
-    restarted.set_offers(offers(&[shown]));
+    restarted.set_offers(offers_of(&[shown]));
     assert!(restarted.holds(&slot));
     assert_eq!(
         restarted.list("ambit.dev/cam")[1],
@@ -203,14 +194,14 @@ fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     );
 
     // Someone removes the recorded entry: it is forgotten.
-    restarted.set_offers(offers(&[offer("ns", "cam", "cams", 2)]));
+    restarted.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     assert!(!restarted.holds(&slot));
 }
 
 #[test]
 fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
     let mut slots = Slots::new("a");
-    slots.set_offers(offers(&[offer("ns", "cam", "cams", 2)]));
+    slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     let start = Timestamp::UNIX_EPOCH;
     slots.hold(&(key("ns", "cam"), 0), "ambit.dev/cams", start);
     slots.hold(&(key("ns", "cam"), 1), "ambit.dev/cam", start);
@@ -248,18 +239,18 @@ fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
 fn a_released_slot_is_not_adopted_again_from_a_watch_event_that_lags() {
     let mut slots = Slots::new("a");
     let slot = (key("ns", "cam"), 0);
-    slots.set_offers(offers(&[offer("ns", "cam", "cams", 1)]));
+    slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 1)]));
     slots.hold(&slot, "ambit.dev/cam", Timestamp::UNIX_EPOCH);
     let mut shown = offer("ns", "cam", "cams", 1);
     shown.allocations = slots.entries(&key("ns", "cam"));
-    slots.set_offers(offers(&[shown.clone()]));
+    slots.set_offers(offers_of(&[shown.clone()]));
     assert!(slots.holds(&slot));
 
     // Released (the pod ended); the write is under way, and the watch still
     // shows the entry: it stays released, and the empty entries are written.
     slots.release(&slot);
     slots.take_dirty();
-    slots.set_offers(offers(&[shown]));
+    slots.set_offers(offers_of(&[shown]));
     assert!(!slots.holds(&slot));
     assert!(slots.entries(&key("ns", "cam")).is_empty());
 }

@@ -26,7 +26,6 @@ mod metrics;
 mod set;
 mod slices;
 mod summary;
-mod tasks;
 mod workloads;
 
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use tracing::{error, info, warn};
 pub use config::Args;
 
 use context::{Context, Settings};
-use tasks::{Ended, Tasks};
+use ambit_telemetry::tasks::{Ended, Tasks};
 
 /// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]

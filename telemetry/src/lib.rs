@@ -8,8 +8,11 @@
 //!   channel the service sets when it can do its job);
 //!   [`serve_with_health`] also lets `/healthz` say the process is unhealthy
 //!   and why (a service whose supervised task ended, on its way out).
+//! - [`tasks::Tasks`]: a service's long-lived tasks, each in a span, and
+//!   which one ended first and why.
 
 mod http;
+pub mod tasks;
 
 pub use http::{Health, serve, serve_with_health};
 

@@ -1,15 +1,17 @@
-//! The controller's long-lived tasks, owned by `run`: each runs in a span
+//! A service's long-lived tasks, owned by its `run`: each runs in a span
 //! named for it, and the first one that ends — returns, fails or panics —
-//! is why the process stops. A task aborted on purpose (the controllers,
-//! when another replica takes the Lease) is [`Tasks::stop`]ped and so is no
-//! failure.
+//! is why the process stops. A task aborted on purpose (the controller's
+//! reconcilers, when another replica takes the Lease) is
+//! [`Tasks::stop`]ped and so is no failure.
 //!
 //! ```text
-//!  run ─ Tasks ─┬─ http           (/metrics, /healthz, /readyz)
-//!               ├─ leader election (holds the Lease, watches it for renewals)
-//!               └─ controllers     (only while leading: caches, reconcilers, sweeper)
-//!  first to end ─► Ended { task, reason } ─► /healthz 503, Lease released, exit 1
+//!  run ─ Tasks ─┬─ http   (/metrics, /healthz, /readyz)
+//!               ├─ task b (a watch, a reconciler, a socket server …)
+//!               └─ task c
+//!  first to end ─► Ended { task, reason } ─► /healthz 503 naming it, exit 1
 //! ```
+//!
+//! The agent and the controller both run this way (see their `run`).
 
 use std::collections::HashMap;
 use std::fmt::Display;

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ambit_crds::v1alpha1::DeviceSpec;
+use ambit_telemetry::tasks::Tasks;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -387,10 +388,12 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 /// Keeps the spec files of `dir` in step with `offers`, and publishes which
-/// devices have one. Runs until `offers` closes. The files are read and
-/// written on the blocking pool, never on the async workers (a slow or
-/// full disk must not stall the device plugins' gRPC answers).
+/// devices have one, as the supervised task `CDI specs` (which runs until
+/// `offers` closes). The files are read and written on the blocking pool,
+/// never on the async workers (a slow or full disk must not stall the
+/// device plugins' gRPC answers).
 pub fn follow(
+    tasks: &mut Tasks,
     dir: PathBuf,
     node: String,
     mut offers: watch::Receiver<Offers>,
@@ -398,7 +401,7 @@ pub fn follow(
     let mut specs = SpecDir::new(dir, node);
     let first = specs.sync(&offers.borrow_and_update().clone());
     let (sender, receiver) = watch::channel(first);
-    tokio::spawn(async move {
+    tasks.spawn("CDI specs", async move {
         while offers.changed().await.is_ok() {
             let current = offers.borrow_and_update().clone();
             let synced = tokio::task::spawn_blocking(move || {
@@ -407,19 +410,14 @@ pub fn follow(
             })
             .await;
             let written;
-            (specs, written) = match synced {
-                Ok(synced) => synced,
-                Err(error) => {
-                    warn!(%error, "the CDI spec writer stopped");
-                    return;
-                }
-            };
+            (specs, written) = synced?;
             sender.send_if_modified(|old| {
                 let changed = *old != written;
                 *old = written;
                 changed
             });
         }
+        Ok::<(), tokio::task::JoinError>(())
     });
     receiver
 }

@@ -39,27 +39,27 @@ const REPUBLISH_AFTER: Duration = Duration::from_millis(50);
 /// What the Device watch gives the rest of the agent.
 #[derive(Debug)]
 pub struct Followed {
-    /// Every Device whose `status.nodes` names this node, as first listed.
-    pub recorded: Vec<Device>,
+    /// Every Device whose `status.nodes` names this node, as first listed
+    /// (sent once, when the first listing is done; closed if the watch
+    /// ended before).
+    pub recorded: oneshot::Receiver<Vec<Device>>,
     /// This node's offers, published as they change.
     pub offers: watch::Receiver<Offers>,
 }
 
-/// Starts the Device watch and waits for its first listing (retrying, with
-/// backoff, until the API server answers). Runs until the process ends.
-pub async fn follow(
+/// The Device watch: what it gives, and the task that runs it. The task
+/// retries the API server with backoff for as long as the process runs;
+/// it ends only if the recorder is gone or the watch stream itself ends.
+pub fn follow(
     client: Client,
     namespace: Option<String>,
     node: String,
     recorder: mpsc::Sender<Input>,
-) -> Followed {
+) -> (Followed, impl Future<Output = Result<(), &'static str>>) {
     let (offers_tx, offers) = watch::channel(Offers::default());
-    let (first_tx, first) = oneshot::channel();
-    tokio::spawn(run(client, namespace, node, recorder, offers_tx, first_tx));
-    // The task only ends with the process; a closed channel means it
-    // panicked, and there is nothing to adopt.
-    let recorded = first.await.unwrap_or_default();
-    Followed { recorded, offers }
+    let (first_tx, recorded) = oneshot::channel();
+    let task = run(client, namespace, node, recorder, offers_tx, first_tx);
+    (Followed { recorded, offers }, task)
 }
 
 async fn run(
@@ -69,7 +69,7 @@ async fn run(
     recorder: mpsc::Sender<Input>,
     offers: watch::Sender<Offers>,
     first: oneshot::Sender<Vec<Device>>,
-) {
+) -> Result<(), &'static str> {
     let api: Api<Device> = scoped(client, namespace.as_deref());
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let mut events = std::pin::pin!(events);
@@ -88,15 +88,14 @@ async fn run(
         let due = last + REPUBLISH_AFTER;
         tokio::select! {
             event = events.next() => {
-                let Some(event) = event else { return };
+                let Some(event) = event else { return Err("the watch stream ended") };
                 pending |= feed.apply(event);
                 while let Some(Some(event)) = events.next().now_or_never() {
                     pending |= feed.apply(event);
                 }
                 for input in std::mem::take(&mut feed.outbox) {
                     if recorder.send(input).await.is_err() {
-                        warn!("the recorder is gone; the Device watch stops");
-                        return;
+                        return Err("the recorder is gone");
                     }
                 }
             }

@@ -56,10 +56,16 @@ enum Outcome {
     Restart,
     /// Wait until the inputs change (invalid details or properties).
     WaitForChange,
+    /// Stop: the recorder is gone (the agent is stopping).
+    Stop,
 }
 
+/// The recorder's channel closed: the agent is stopping, and this task with it.
+struct RecorderGone;
+
 impl Task {
-    /// Runs discovery until the task is aborted.
+    /// Runs discovery until the task is aborted, or until the recorder is
+    /// gone (the agent's supervision then reports why and stops).
     pub async fn run(self) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut changes = properties::changes(
@@ -77,8 +83,12 @@ impl Task {
             {
                 Ok(properties) => properties,
                 Err(error) => {
-                    self.report(DiscoveryError::InvalidDetails(error.to_string()))
+                    let reported = self
+                        .report(DiscoveryError::InvalidDetails(error.to_string()))
                         .await;
+                    if reported.is_err() {
+                        return;
+                    }
                     changes.next().await;
                     continue;
                 }
@@ -96,6 +106,7 @@ impl Task {
                 Outcome::WaitForChange => {
                     changes.next().await;
                 }
+                Outcome::Stop => return,
             }
         }
     }
@@ -120,7 +131,9 @@ impl Task {
             Ok(stream) => stream,
             Err(error) => {
                 let retry = error.is_retryable();
-                self.report(error).await;
+                if self.report(error).await.is_err() {
+                    return Outcome::Stop;
+                }
                 return if retry {
                     Outcome::Retry
                 } else {
@@ -140,16 +153,21 @@ impl Task {
                         }
                         backoff.reset();
                         if self.recorder.send(Input::Discovered { key: self.key.clone(), devices }).await.is_err() {
-                            return Outcome::WaitForChange;
+                            return Outcome::Stop;
                         }
                     }
                     Some(Err(error)) => {
                         let retry = error.is_retryable();
-                        self.report(error).await;
+                        if self.report(error).await.is_err() {
+                            return Outcome::Stop;
+                        }
                         return if retry { Outcome::Retry } else { Outcome::WaitForChange };
                     }
                     None => {
-                        self.report(DiscoveryError::Unavailable("the handler ended discovery".into())).await;
+                        let ended = DiscoveryError::Unavailable("the handler ended discovery".into());
+                        if self.report(ended).await.is_err() {
+                            return Outcome::Stop;
+                        }
                         return Outcome::Retry;
                     }
                 },
@@ -166,16 +184,16 @@ impl Task {
         }
     }
 
-    async fn report(&self, error: DiscoveryError) {
+    async fn report(&self, error: DiscoveryError) -> Result<(), RecorderGone> {
         warn!(set = %self.key, handler = self.handler.name(), category = error.category(), message = error.message(), "discovery failed");
         self.metrics
             .discovery_error(self.handler.name(), error.category());
-        let _ = self
-            .recorder
+        self.recorder
             .send(Input::Failed {
                 key: self.key.clone(),
                 error,
             })
-            .await;
+            .await
+            .map_err(|_| RecorderGone)
     }
 }

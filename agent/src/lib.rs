@@ -34,9 +34,10 @@ use std::sync::Arc;
 
 use ambit_crds::contract;
 use ambit_discovery::{DiscoveryHandler, REGISTRATION_SOCKET, RegistrationService};
+use ambit_telemetry::tasks::{Ended, Tasks};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{error, info};
 
 pub use config::{AccessArgs, Args};
 
@@ -75,6 +76,14 @@ pub enum Error {
         addr: std::net::SocketAddr,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A long-lived task ended: the agent cannot do its job any more.
+    #[error("the {task} task stopped: {reason}")]
+    Stopped {
+        /// The task (`http`, `device watch`, `recorder`, …).
+        task: &'static str,
+        /// Why: its error, its panic message, or that it returned.
+        reason: String,
     },
 }
 
@@ -141,7 +150,17 @@ pub fn choose_handlers(
         .collect())
 }
 
-/// Runs the agent until Ctrl-C or SIGTERM.
+/// Runs the agent until Ctrl-C or SIGTERM, or until one of its long-lived
+/// tasks ends (an error: `/healthz` then says which, and why).
+///
+/// ```text
+///  run ─ Tasks ─┬─ http                (/metrics, /healthz, /readyz; first, so probes pass while the API is away)
+///               ├─ device watch         (the one Device watch: adoption, spec hashes, offers)
+///               ├─ recorder             (tracker, writes, Events)
+///               ├─ handler registrations, DeviceSet watch (the supervisor and its discovery tasks)
+///               └─ CDI specs, device plugins, slot writer, slot reclaimer, DRA publisher, DRA sockets
+///  registration socket server: the main future (stops gracefully on SIGTERM)
+/// ```
 pub async fn run(args: Args) -> Result<(), Error> {
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
     let Args {
@@ -152,9 +171,23 @@ pub async fn run(args: Args) -> Result<(), Error> {
         ..
     } = args.clone();
     info!(node = %node_name, socket_dir = %socket_dir.display(), "starting");
+    let mut shutdown = std::pin::pin!(ambit_telemetry::shutdown_signal());
+    let mut tasks = Tasks::default();
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry, &node_name);
+    let (ready, ready_rx) = watch::channel(false);
+    let (unhealthy, health) = watch::channel(None);
+    let not_ready = "not ready: DeviceSets not listed yet";
+    let http =
+        ambit_telemetry::serve_with_health(metrics_addr, registry, ready_rx, not_ready, health);
+    tasks.spawn("http", async move {
+        http.await.map_err(|source| Error::Http {
+            addr: metrics_addr,
+            source,
+        })
+    });
+
     let writer = writes::Writer {
         client: client.clone(),
         node: node_name.clone(),
@@ -166,16 +199,22 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // The one Device watch. Its first listing is what a previous run
     // recorded: the recorder takes it over before anything else runs.
     let (inputs, receiver) = mpsc::channel(1024);
-    let devices::Followed { recorded, offers } = devices::follow(
+    let (followed, watch) = devices::follow(
         client.clone(),
         namespace.clone(),
         node_name.clone(),
         inputs.clone(),
-    )
-    .await;
+    );
+    tasks.spawn("device watch", watch);
+    let devices::Followed { recorded, offers } = followed;
+    let recorded = tokio::select! {
+        recorded = recorded => recorded.unwrap_or_default(),
+        ended = tasks.ended() => return Err(stopped(ended, &unhealthy)),
+        () = &mut shutdown => return Ok(()),
+    };
     let recorder = recorder::Recorder::new(writer, events, &recorded);
     drop(recorded);
-    tokio::spawn(recorder.run(receiver));
+    tasks.spawn("recorder", recorder.run(receiver));
 
     // Handlers: embedded now, external as they register.
     let options = HandlerOptions {
@@ -193,12 +232,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let server = registration
         .bind(&socket_dir.join(REGISTRATION_SOCKET))
         .map_err(Error::Registration)?;
-    tokio::spawn(handlers.follow(registrations));
+    tasks.spawn("handler registrations", handlers.follow(registrations));
 
     // What this node offers pods, for the kubelet and the container runtime.
     let access = &args.access;
     let cdi = match config::enabled(&access.cdi_dir) {
-        Some(dir) => cdi::follow(dir.to_owned(), node_name.clone(), offers.clone()),
+        Some(dir) => cdi::follow(
+            &mut tasks,
+            dir.to_owned(),
+            node_name.clone(),
+            offers.clone(),
+        ),
         None => watch::channel(cdi::Written::default()).1,
     };
     if let Some(dir) = config::enabled(&access.device_plugin_dir) {
@@ -209,6 +253,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             reclaim_grace: std::time::Duration::from_secs(access.slot_reclaim_grace_seconds),
         };
         deviceplugin::spawn(
+            &mut tasks,
             client.clone(),
             settings,
             offers.clone(),
@@ -217,6 +262,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         );
     }
     dra::spawn(
+        &mut tasks,
         client.clone(),
         dra::Settings {
             node: node_name.clone(),
@@ -230,27 +276,27 @@ pub async fn run(args: Args) -> Result<(), Error> {
     )
     .map_err(Error::DraPlugin)?;
 
-    let (ready, ready_rx) = watch::channel(false);
     let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
-    tokio::spawn(supervisor.run(available, ready));
+    tasks.spawn("DeviceSet watch", supervisor.run(available, ready));
 
-    let not_ready = "not ready: DeviceSets not listed yet";
-    let http = tokio::spawn(ambit_telemetry::serve(
-        metrics_addr,
-        registry,
-        ready_rx,
-        not_ready,
-    ));
     tokio::select! {
-        result = server.run(ambit_telemetry::shutdown_signal()) => result.map_err(Error::Registration)?,
-        result = http => {
-            if let Ok(Err(source)) = result {
-                return Err(Error::Http { addr: metrics_addr, source });
-            }
-        }
+        result = server.run(&mut shutdown) => result.map_err(Error::Registration)?,
+        ended = tasks.ended() => return Err(stopped(ended, &unhealthy)),
     }
     info!("stopped");
     Ok(())
+}
+
+/// A task ended: `/healthz` says so (for as long as the process takes to
+/// exit), and it is why `run` fails.
+fn stopped(ended: Ended, unhealthy: &watch::Sender<Option<String>>) -> Error {
+    let error = Error::Stopped {
+        task: ended.task,
+        reason: ended.reason,
+    };
+    error!(%error, "stopping");
+    unhealthy.send_replace(Some(error.to_string()));
+    error
 }
 
 #[cfg(all(test, feature = "debug-echo"))]

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::desired::SetInfo;
+use crate::devices::Relist;
 use crate::discovery::Task;
 use crate::handlers::HandlerMap;
 use crate::metrics::Metrics;
@@ -54,8 +55,22 @@ pub struct Supervisor {
     sent: BTreeMap<SetKey, (SetInfo, Option<Duration>)>,
     unavailable: BTreeSet<SetKey>,
     running: BTreeMap<SetKey, Running>,
-    /// Sets seen during a (re)listing, to drop the ones deleted meanwhile.
-    listing: Option<BTreeSet<SetKey>>,
+    /// The watch's relist bookkeeping: sets deleted while it was away.
+    relist: Relist<SetKey>,
+}
+
+/// Why the supervisor stopped: a task it feeds or is fed by is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    /// The recorder's channel closed.
+    #[error("the recorder is gone")]
+    RecorderGone,
+    /// The handler map's sender is gone.
+    #[error("the handler registrations are gone")]
+    HandlersGone,
+    /// The DeviceSet watch stream ended.
+    #[error("the DeviceSet watch stream ended")]
+    WatchEnded,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -87,7 +102,7 @@ impl Supervisor {
             sent: BTreeMap::new(),
             unavailable: BTreeSet::new(),
             running: BTreeMap::new(),
-            listing: None,
+            relist: Relist::default(),
         }
     }
 
@@ -97,7 +112,7 @@ impl Supervisor {
         mut self,
         mut handlers: watch::Receiver<HandlerMap>,
         ready: watch::Sender<bool>,
-    ) {
+    ) -> Result<(), Stopped> {
         let api: Api<DeviceSet> =
             crate::devices::scoped(self.client.clone(), self.namespace.as_deref());
         let mut sets = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
@@ -107,73 +122,80 @@ impl Supervisor {
                     Some(Ok(event)) => {
                         let listed = matches!(event, watcher::Event::InitDone);
                         let available = handlers.borrow().clone();
-                        self.on_event(event, &available).await;
+                        self.on_event(event, &available).await?;
                         if listed {
                             ready.send_replace(true);
                         }
                     }
                     Some(Err(error)) => warn!(%error, "DeviceSet watch failed; retrying"),
-                    None => return,
+                    None => return Err(Stopped::WatchEnded),
                 },
                 changed = handlers.changed() => {
                     if changed.is_err() {
-                        return;
+                        return Err(Stopped::HandlersGone);
                     }
                     let available = handlers.borrow_and_update().clone();
                     let keys: Vec<SetKey> = self.sets.keys().cloned().collect();
                     for key in keys {
-                        self.reconcile(&key, &available).await;
+                        self.reconcile(&key, &available).await?;
                     }
                 }
             }
         }
     }
 
-    async fn on_event(&mut self, event: watcher::Event<DeviceSet>, handlers: &HandlerMap) {
+    async fn on_event(
+        &mut self,
+        event: watcher::Event<DeviceSet>,
+        handlers: &HandlerMap,
+    ) -> Result<(), Stopped> {
         match event {
-            watcher::Event::Init => self.listing = Some(BTreeSet::new()),
+            watcher::Event::Init => self.relist.start(),
             watcher::Event::InitApply(set) | watcher::Event::Apply(set) => {
                 let key = key_of(&set);
-                if let Some(listing) = &mut self.listing {
-                    listing.insert(key.clone());
-                }
+                // Outside a listing, `listed` is `seen`.
+                self.relist.listed(key.clone());
                 self.sets.insert(key.clone(), set);
-                self.reconcile(&key, handlers).await;
+                self.reconcile(&key, handlers).await?;
             }
-            watcher::Event::Delete(set) => self.remove(&key_of(&set)).await,
+            watcher::Event::Delete(set) => {
+                let key = key_of(&set);
+                self.relist.forget(&key);
+                self.remove(&key).await?;
+            }
             watcher::Event::InitDone => {
-                if let Some(listed) = self.listing.take() {
-                    let gone: Vec<SetKey> = self
-                        .sets
-                        .keys()
-                        .filter(|k| !listed.contains(*k))
-                        .cloned()
-                        .collect();
-                    for key in gone {
-                        self.remove(&key).await;
-                    }
+                for key in self.relist.done() {
+                    self.remove(&key).await?;
                 }
             }
         }
+        Ok(())
     }
 
-    async fn remove(&mut self, key: &SetKey) {
+    async fn remove(&mut self, key: &SetKey) -> Result<(), Stopped> {
         self.sets.remove(key);
         self.running.remove(key);
         self.unavailable.remove(key);
         if self.sent.remove(key).is_some() {
-            let _ = self
-                .recorder
-                .send(Input::SetRemoved { key: key.clone() })
-                .await;
+            self.tell(Input::SetRemoved { key: key.clone() }).await?;
         }
+        Ok(())
     }
 
-    async fn reconcile(&mut self, key: &SetKey, handlers: &HandlerMap) {
+    async fn tell(&self, input: Input) -> Result<(), Stopped> {
+        self.recorder
+            .send(input)
+            .await
+            .map_err(|_| Stopped::RecorderGone)
+    }
+
+    async fn reconcile(&mut self, key: &SetKey, handlers: &HandlerMap) -> Result<(), Stopped> {
         let Some(set) = self.sets.get(key) else {
-            return;
+            return Ok(());
         };
-        let Some(info) = SetInfo::of(set) else { return };
+        let Some(info) = SetInfo::of(set) else {
+            return Ok(());
+        };
         let grace = set
             .spec
             .discovery
@@ -195,18 +217,16 @@ impl Supervisor {
                 grace,
                 entry,
             };
-            let _ = self.recorder.send(input).await;
+            self.tell(input).await?;
         }
 
         let Some(available) = handlers.get(&info.handler) else {
             if self.running.remove(key).is_some() || self.unavailable.insert(key.clone()) {
                 info!(set = %key, handler = %info.handler, "no such handler on this node");
-                let _ = self
-                    .recorder
-                    .send(Input::HandlerUnavailable { key: key.clone() })
-                    .await;
+                self.tell(Input::HandlerUnavailable { key: key.clone() })
+                    .await?;
             }
-            return;
+            return Ok(());
         };
         self.unavailable.remove(key);
         if let Some(running) = self.running.get(key)
@@ -214,7 +234,7 @@ impl Supervisor {
             && running.generation == available.generation
             && running.handler == info.handler
         {
-            return;
+            return Ok(());
         }
         info!(set = %key, handler = %info.handler, kind = available.kind, "starting discovery");
         let task = Task {
@@ -237,6 +257,7 @@ impl Supervisor {
                 task: handle,
             },
         );
+        Ok(())
     }
 }
 

@@ -29,22 +29,42 @@ pub struct Ended {
     pub reason: String,
 }
 
+/// What a task's future ends with: nothing (it was meant to run forever)
+/// or a result whose error says why it stopped.
+pub trait Outcome {
+    /// `Err` with the reason, or `Ok` for a task that returned.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl Outcome for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> Outcome for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|error| error.to_string())
+    }
+}
+
 /// The running tasks, by name.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Tasks {
     set: JoinSet<Result<(), String>>,
     names: HashMap<Id, &'static str>,
 }
 
 impl Tasks {
-    /// Spawns `task` as `name`, inside a span of that name.
-    pub fn spawn<F, E>(&mut self, name: &'static str, task: F) -> AbortHandle
+    /// Spawns `task` as `name`, inside a span of that name. A task that
+    /// cannot fail returns `()`; one that can returns `Result<(), E>`.
+    pub fn spawn<F>(&mut self, name: &'static str, task: F) -> AbortHandle
     where
-        F: Future<Output = Result<(), E>> + Send + 'static,
-        E: Display,
+        F: Future + Send + 'static,
+        F::Output: Outcome,
     {
         let span = tracing::info_span!("task", task = name);
-        let task = async move { task.await.map_err(|error| error.to_string()) };
+        let task = async move { task.await.into_result() };
         let handle = self.set.spawn(task.instrument(span));
         self.names.insert(handle.id(), name);
         handle
@@ -121,6 +141,14 @@ mod tests {
         );
         tasks.spawn("sweeper", async { Ok::<(), String>(()) });
         assert_eq!(tasks.ended().await.reason, "returned");
+        tasks.spawn("recorder", async {});
+        assert_eq!(
+            tasks.ended().await,
+            Ended {
+                task: "recorder",
+                reason: "returned".into()
+            }
+        );
     }
 
     #[tokio::test]

@@ -144,6 +144,17 @@ impl Agent {
         }
     }
 
+    /// How the agent exited, or `None` while it runs (or was never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(Process::exit_status)
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for the agent to exit; how it
+    /// exited, `None` if it had to be killed.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(|p| p.terminate(grace))
+    }
+
     /// Starts the agent again (after [`Agent::kill`]).
     pub fn restart(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
         self.kill();

@@ -189,19 +189,26 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the process to exit (SIGKILL after `grace`).
-    pub fn terminate(&mut self, grace: std::time::Duration) {
+    /// How the process exited, or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (SIGKILL after
+    /// `grace`); how it exited, `None` if it had to be killed.
+    pub fn terminate(&mut self, grace: std::time::Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         self.kill();
+        None
     }
 }
 

@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ambit_crds::v1alpha1::DeviceSet;
+use ambit_telemetry::tasks::Tasks;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -106,9 +107,11 @@ impl Shared {
     }
 }
 
-/// Starts the device plugins: the manager, the slot writer and, with a
-/// pod-resources socket, the reclaimer.
+/// Starts the device plugins as supervised tasks: the manager, the slot
+/// writer and, with a pod-resources socket, the reclaimer. Each runs until
+/// the process ends (the manager until the offers close).
 pub fn spawn(
+    tasks: &mut Tasks,
     client: kube::Client,
     settings: Settings,
     offers: watch::Receiver<Offers>,
@@ -126,9 +129,12 @@ pub fn spawn(
         cdi,
         metrics,
     });
-    tokio::spawn(claims::writer(shared.clone()));
+    tasks.spawn("slot writer", claims::writer(shared.clone()));
     if let Some(socket) = settings.pod_resources.clone() {
-        tokio::spawn(reclaimer(shared.clone(), socket, settings.reclaim_grace));
+        tasks.spawn(
+            "slot reclaimer",
+            reclaimer(shared.clone(), socket, settings.reclaim_grace),
+        );
     }
     let recorder = Recorder::new(
         client,
@@ -137,7 +143,8 @@ pub fn spawn(
             instance: Some(settings.node.clone()),
         },
     );
-    tokio::spawn(Manager::new(shared, settings.dir, recorder).run(offers));
+    let manager = Manager::new(shared, settings.dir, recorder);
+    tasks.spawn("device plugins", manager.run(offers));
 }
 
 /// A resource's running server.
@@ -222,6 +229,15 @@ fn remove_stale_sockets(dir: &Path) {
     }
 }
 
+impl Drop for Manager {
+    fn drop(&mut self) {
+        for (resource, served) in std::mem::take(&mut self.servers) {
+            debug!(%resource, "stopping the device plugin");
+            served.stop.cancel();
+        }
+    }
+}
+
 impl Manager {
     fn new(shared: Arc<Shared>, dir: PathBuf, recorder: Recorder) -> Self {
         Self {
@@ -236,10 +252,10 @@ impl Manager {
         }
     }
 
+    /// Serves what the offers ask for until they close; the servers stop
+    /// when the manager is dropped (the process stopping).
     async fn run(mut self, mut offers: watch::Receiver<Offers>) {
         remove_stale_sockets(&self.dir);
-        let shutdown = ambit_telemetry::shutdown_signal();
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cdi = self.shared.cdi.clone();
@@ -270,12 +286,7 @@ impl Manager {
                 }
                 () = self.shared.changed.notified() => resend = true,
                 _ = poll.tick() => self.check_kubelet().await,
-                () = &mut shutdown => break,
             }
-        }
-        for (resource, served) in std::mem::take(&mut self.servers) {
-            debug!(%resource, "stopping the device plugin");
-            served.stop.cancel();
         }
     }
 

@@ -15,6 +15,7 @@ mod publish;
 
 use std::path::PathBuf;
 
+use ambit_telemetry::tasks::Tasks;
 use kube::Client;
 use tokio::sync::watch;
 
@@ -36,22 +37,24 @@ pub struct Settings {
     pub plugin_dir: PathBuf,
 }
 
-/// Starts publishing and the kubelet plugin, as configured.
+/// Starts publishing and the kubelet plugin, as configured, as supervised
+/// tasks; fails if the plugin's sockets cannot be bound.
 pub fn spawn(
+    tasks: &mut Tasks,
     client: Client,
     settings: Settings,
     offers: watch::Receiver<Offers>,
     cdi: watch::Receiver<cdi::Written>,
 ) -> Result<(), ambit_discovery::TransportError> {
     if settings.publish {
-        tokio::spawn(publish::run(
-            client.clone(),
-            settings.node.clone(),
-            offers.clone(),
-        ));
+        tasks.spawn(
+            "DRA publisher",
+            publish::run(client.clone(), settings.node.clone(), offers.clone()),
+        );
     }
     if let Some(registry_dir) = &settings.registry_dir {
         plugin::spawn(
+            tasks,
             client,
             settings.node.clone(),
             registry_dir,

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use ambit_discovery::{TransportError, UnixServer};
 use ambit_dra as dra;
+use ambit_telemetry::tasks::Tasks;
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -39,8 +40,10 @@ pub const DRA_SOCKET: &str = "dra.sock";
 /// The gRPC service this plugin offers, as the kubelet names it.
 const SERVICE_VERSION: &str = "v1.DRAPlugin";
 
-/// Serves both sockets in the background.
+/// Serves both sockets as supervised tasks, until the process stops (the
+/// socket files are removed when the tasks are dropped).
 pub fn spawn(
+    tasks: &mut Tasks,
     client: Client,
     node: String,
     registry_dir: &Path,
@@ -55,31 +58,24 @@ pub fn spawn(
         offers,
         cdi,
     });
-    let stop = CancellationToken::new();
     let server = UnixServer::bind(
         &endpoint,
         tonic::service::Routes::new(plugin),
-        stop.child_token(),
+        CancellationToken::new(),
     )?;
-    tokio::spawn(async move {
-        if let Err(error) = server.run(ambit_telemetry::shutdown_signal()).await {
-            warn!(%error, "the DRA plugin socket stopped");
-        }
-    });
+    tasks.spawn("DRA plugin socket", server.run(std::future::pending()));
     let registration = RegistrationServer::new(Registrar {
         endpoint: endpoint.display().to_string(),
     });
     let server = UnixServer::bind(
         &registry_dir.join(REGISTRATION_SOCKET),
         tonic::service::Routes::new(registration),
-        stop.child_token(),
+        CancellationToken::new(),
     )?;
-    tokio::spawn(async move {
-        if let Err(error) = server.run(ambit_telemetry::shutdown_signal()).await {
-            warn!(%error, "the DRA registration socket stopped");
-        }
-        stop.cancel();
-    });
+    tasks.spawn(
+        "DRA registration socket",
+        server.run(std::future::pending()),
+    );
     Ok(())
 }
 

@@ -33,10 +33,10 @@ impl std::fmt::Debug for Events {
 }
 
 impl Events {
-    /// Events reported as `ambit-agent` on `node`.
+    /// Events reported as the agent (`ambit-agent`) on `node`.
     pub fn new(client: kube::Client, node: &str, metrics: Metrics) -> Self {
         let reporter = Reporter {
-            controller: "ambit-agent".into(),
+            controller: ambit_crds::contract::AGENT.into(),
             instance: Some(node.to_owned()),
         };
         Self {

@@ -201,8 +201,5 @@ fn grace_of(configured: Option<Duration>, device: &Device) -> Duration {
     configured.unwrap_or_else(|| contract::default_grace(device.shared))
 }
 
-// The tests wait out the defaults by name.
-#[cfg(test)]
-use ambit_crds::contract::{DEFAULT_LOCAL_GRACE, DEFAULT_SHARED_GRACE};
 #[cfg(test)]
 mod tests;

@@ -76,7 +76,7 @@ async fn two_agents_own_their_own_node_entries() -> anyhow::Result<()> {
         let devices = devices.clone();
         let name = name.clone();
         async move {
-            let params = PatchParams::apply(&format!("ambit-agent/{node}")).force();
+            let params = PatchParams::apply(&ambit_crds::contract::agent_manager(node)).force();
             devices
                 .patch_status(
                     &name,
@@ -124,7 +124,7 @@ async fn two_agents_own_their_own_node_entries() -> anyhow::Result<()> {
         .filter_map(|m| m.manager.clone())
         .collect();
     assert!(
-        managers.contains(&"ambit-agent/edge-b".to_owned()),
+        managers.contains(&ambit_crds::contract::agent_manager("edge-b")),
         "{managers:?}"
     );
     Ok(())

@@ -139,7 +139,7 @@ pub fn spawn(
     let recorder = Recorder::new(
         client,
         Reporter {
-            controller: "ambit-agent".into(),
+            controller: ambit_crds::contract::AGENT.into(),
             instance: Some(settings.node.clone()),
         },
     );

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::Allocation;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -20,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::offers::{DeviceKey, Offers};
 
 /// The resource prefix: `ambit.dev/<name>`.
-pub const PREFIX: &str = "ambit.dev/";
+pub use ambit_crds::contract::RESOURCE_PREFIX as PREFIX;
 
 /// One slot of one Device.
 pub type SlotKey = (DeviceKey, u32);
@@ -205,7 +206,7 @@ impl Slots {
         let mut wanted: BTreeMap<String, Vec<Owner>> = BTreeMap::new();
         for key in offers.keys() {
             wanted
-                .entry(format!("{PREFIX}{}", key.1))
+                .entry(contract::resource(&key.1))
                 .or_default()
                 .push(Owner::Device(key.clone()));
         }
@@ -215,7 +216,7 @@ impl Slots {
             .collect();
         for (namespace, set) in sets {
             wanted
-                .entry(format!("{PREFIX}{set}"))
+                .entry(contract::resource(&set))
                 .or_default()
                 .push(Owner::Set { namespace, set });
         }
@@ -457,10 +458,7 @@ impl Slots {
         let mut changed = false;
         for (slot, held) in &mut self.held {
             let id = device_id(&slot.0.1, slot.1);
-            let candidates = [
-                format!("{PREFIX}{}", slot.0.1),
-                format!("{PREFIX}{}", held.set),
-            ];
+            let candidates = [contract::resource(&slot.0.1), contract::resource(&held.set)];
             let found = candidates.iter().find_map(|resource| {
                 pods.get(&(resource.clone(), id.clone()))
                     .map(|pod| (resource, pod))

@@ -8,7 +8,7 @@
 //!
 //! Shared devices are published by the controller, one pool per device
 //! whose node selector names every node that sees it (one writer for a
-//! fact that spans nodes); see `ambit_crds::dra`.
+//! fact that spans nodes); the model is `ambit_dra` (crate `dra/`).
 
 mod plugin;
 mod publish;

@@ -115,7 +115,7 @@ async fn sync(
         .unwrap_or(0);
     let prefix = format!("ambit-{}", dra::label_value(node));
     let mut labels = BTreeMap::new();
-    labels.insert("app.kubernetes.io/managed-by".into(), "ambit-agent".into());
+    labels.insert(contract::MANAGED_BY.into(), contract::AGENT.into());
     let build = |generation| {
         if devices.is_empty() {
             vec![]

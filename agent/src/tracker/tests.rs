@@ -1,4 +1,6 @@
 use super::*;
+// The tests wait out the defaults by name.
+use ambit_crds::contract::{DEFAULT_LOCAL_GRACE, DEFAULT_SHARED_GRACE};
 
 fn key() -> SetKey {
     SetKey {

@@ -73,7 +73,7 @@ impl std::fmt::Debug for Writer {
 }
 
 /// What a Device write should achieve.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceWrite {
     /// The Device's name.
     pub name: String,

@@ -1,28 +1,52 @@
-//! Which writes the recorder starts: dirty keys picked at random, up to
-//! the in-flight limit, each planned from what is desired and what was
-//! applied (a key that needs no write is forgotten).
+//! Which writes the ledger wants made next: dirty keys picked at random,
+//! up to the room left under the in-flight limit, each planned from what is
+//! desired and what was applied (a key that needs no write is forgotten).
+
+use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use super::{Applied, DeviceRef, Done, Key, MAX_IN_FLIGHT, Recorder};
+use super::ledger::{Applied, DeviceRef, Key, Ledger, Planned};
 use crate::desired::{self, NodeView};
 use crate::tracker::SetKey;
 use crate::writes::DeviceWrite;
 
-impl Recorder {
-    /// Starts writes for dirty keys, as many as the in-flight limit allows.
-    pub(super) fn launch(&mut self, tasks: &mut JoinSet<Done>) {
-        // Each pass launches or forgets every key it picks, so passes end.
+impl Ledger {
+    /// The writes to start now, at most `limit` under way at once; each is
+    /// in flight until [`Ledger::complete`] takes it back.
+    pub fn plan(&mut self, limit: usize, now: Instant, wall: Timestamp) -> Vec<Planned> {
+        let mut planned = vec![];
+        // Each pass plans or forgets every key it picks, so passes end.
         loop {
-            let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
-            let picked = self.pick(room);
+            let room = limit.saturating_sub(self.in_flight.len());
+            let picked = self.pick(room, now);
             if picked.is_empty() {
-                return;
+                return planned;
             }
             for key in picked {
-                self.start(key, tasks);
+                let write = match &key {
+                    Key::Device(device) => self.plan_device(device).map(|write| Planned::Device {
+                        key: device.clone(),
+                        write: Box::new(write),
+                    }),
+                    Key::SetEntry(set) => {
+                        self.plan_set_entry(set, wall)
+                            .map(|(view, at)| Planned::SetEntry {
+                                key: set.clone(),
+                                view,
+                                at,
+                            })
+                    }
+                };
+                match write {
+                    Some(write) => {
+                        self.in_flight.insert(key);
+                        planned.push(write);
+                    }
+                    None => {
+                        self.dirty.remove(&key);
+                    }
+                }
             }
         }
     }
@@ -32,11 +56,10 @@ impl Recorder {
     /// write the same objects at the same moment, and conflict. Only the
     /// picked keys are copied, so a completion that frees one slot costs a
     /// walk over the dirty keys, not a copy and shuffle of all of them.
-    fn pick(&self, room: usize) -> Vec<Key> {
+    fn pick(&mut self, room: usize, now: Instant) -> Vec<Key> {
         if room == 0 {
             return vec![];
         }
-        let now = Instant::now();
         let mut picked: Vec<&Key> = Vec::with_capacity(room);
         let eligible = self
             .dirty
@@ -47,52 +70,13 @@ impl Recorder {
         for (seen, key) in eligible.enumerate() {
             if picked.len() < room {
                 picked.push(key);
-            } else if let Some(slot) = picked.get_mut(fastrand::usize(..=seen)) {
+            } else if let Some(slot) = picked.get_mut(self.rng.usize(..=seen)) {
                 *slot = key;
             }
         }
         let mut picked: Vec<Key> = picked.into_iter().cloned().collect();
-        fastrand::shuffle(&mut picked);
+        self.rng.shuffle(&mut picked);
         picked
-    }
-
-    /// Starts the write `key` needs, or forgets the key when it needs none.
-    fn start(&mut self, key: Key, tasks: &mut JoinSet<Done>) {
-        let writer = self.writer.clone();
-        match &key {
-            Key::Device(device) => {
-                let Some(write) = self.plan_device(device) else {
-                    self.dirty.remove(&key);
-                    return;
-                };
-                let device = device.clone();
-                tasks.spawn(async move {
-                    let result = writer.device(&write).await;
-                    Done::Device {
-                        key: device,
-                        write: Box::new(write),
-                        result,
-                    }
-                });
-            }
-            Key::SetEntry(set) => {
-                let Some((view, at)) = self.plan_set_entry(set) else {
-                    self.dirty.remove(&key);
-                    return;
-                };
-                let set = set.clone();
-                tasks.spawn(async move {
-                    let result = writer.set_entry(&set, &view, at).await;
-                    Done::SetEntry {
-                        key: set,
-                        view,
-                        at,
-                        result,
-                    }
-                });
-            }
-        }
-        self.in_flight.insert(key);
     }
 
     /// The write that makes `device` as desired, or `None` when it already is.
@@ -154,7 +138,7 @@ impl Recorder {
         })
     }
 
-    fn plan_set_entry(&self, set: &SetKey) -> Option<(NodeView, Timestamp)> {
+    fn plan_set_entry(&self, set: &SetKey, wall: Timestamp) -> Option<(NodeView, Timestamp)> {
         let view = self.views.get(set)?;
         match self.applied_views.get(set) {
             Some((applied, _)) if applied == view => None,
@@ -163,7 +147,7 @@ impl Recorder {
             {
                 Some((view.clone(), *at))
             }
-            _ => Some((view.clone(), Timestamp::now())),
+            _ => Some((view.clone(), wall)),
         }
     }
 }

@@ -1,34 +1,28 @@
 //! Ambit's node agent: runs the discovery handlers that DeviceSets ask for
 //! and records what they find as Device objects, calmly.
 //!
+//! Three flows, one folder each (each folder's header says what enters
+//! and leaves it):
+//!
 //! ```text
-//!  DeviceSets ──► supervisor ──► discovery task per set ──► handler (embedded or external)
-//!                     │                    │ complete sets
-//!                     ▼                    ▼
-//!                 recorder ◄───────────────┘ ── tracker (grace) ── writes only what changed ──► API
-//!  registration socket ──► handlers map ──► supervisor (a new handler starts discovery at once)
+//!  discovery/  DeviceSets ──► supervisor ──► discovery task per set ──► handler (embedded or external)
+//!                                                     │ complete sets, errors
+//!  recording/  Device watch ──► recorder (ledger: tracker, desired) ◄──┘ ── writes only what changed ──► API
+//!                  │ offers
+//!  access/     cdi, deviceplugin, dra ──► the kubelet and the container runtime
 //! ```
 //!
 //! See `docs/agent.md` for the behaviour (grace periods, restart calm,
 //! writes) and the metrics.
 
-pub mod cdi;
+mod access;
 mod config;
-pub mod desired;
-mod deviceplugin;
-mod devices;
 mod discovery;
-pub mod dra;
-mod events;
-mod handlers;
-pub mod kubelet;
 pub mod metrics;
-pub mod offers;
-mod properties;
-mod recorder;
-mod supervisor;
-pub mod tracker;
-mod writes;
+mod recording;
+
+pub use access::{cdi, dra, kubelet, offers};
+pub use recording::{desired, tracker};
 
 use std::sync::Arc;
 
@@ -188,31 +182,31 @@ pub async fn run(args: Args) -> Result<(), Error> {
         })
     });
 
-    let writer = writes::Writer {
+    let writer = recording::writes::Writer {
         client: client.clone(),
         node: node_name.clone(),
         manager: contract::agent_manager(&node_name),
         metrics: metrics.clone(),
     };
-    let events = events::Events::new(client.clone(), &node_name, metrics.clone());
+    let events = recording::events::Events::new(client.clone(), &node_name, metrics.clone());
 
     // The one Device watch. Its first listing is what a previous run
     // recorded: the recorder takes it over before anything else runs.
     let (inputs, receiver) = mpsc::channel(1024);
-    let (followed, watch) = devices::follow(
+    let (followed, watch) = recording::devices::follow(
         client.clone(),
         namespace.clone(),
         node_name.clone(),
         inputs.clone(),
     );
     tasks.spawn("device watch", watch);
-    let devices::Followed { recorded, offers } = followed;
+    let recording::devices::Followed { recorded, offers } = followed;
     let recorded = tokio::select! {
         recorded = recorded => recorded.unwrap_or_default(),
         ended = tasks.ended() => return Err(stopped(ended, &unhealthy)),
         () = &mut shutdown => return Ok(()),
     };
-    let recorder = recorder::Recorder::new(writer, events, &recorded);
+    let recorder = recording::recorder::Recorder::new(writer, events, &recorded);
     drop(recorded);
     tasks.spawn("recorder", recorder.run(receiver));
 
@@ -222,7 +216,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     };
     let embedded = choose_handlers(embedded_handlers(&options), &args.handlers)?;
     info!(handlers = ?embedded.iter().map(|h| h.name()).collect::<Vec<_>>(), "embedded handlers");
-    let handlers = handlers::Handlers::new(embedded, metrics.clone());
+    let handlers = discovery::handlers::Handlers::new(embedded, metrics.clone());
     let available = handlers.subscribe();
     std::fs::create_dir_all(&socket_dir).map_err(|source| Error::SocketDir {
         path: socket_dir.clone(),
@@ -246,13 +240,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
         None => watch::channel(cdi::Written::default()).1,
     };
     if let Some(dir) = config::enabled(&access.device_plugin_dir) {
-        let settings = deviceplugin::Settings {
+        let settings = access::deviceplugin::Settings {
             node: node_name.clone(),
             dir: dir.to_owned(),
             pod_resources: config::enabled(&access.pod_resources_socket).map(ToOwned::to_owned),
             reclaim_grace: std::time::Duration::from_secs(access.slot_reclaim_grace_seconds),
         };
-        deviceplugin::spawn(
+        access::deviceplugin::spawn(
             &mut tasks,
             client.clone(),
             settings,
@@ -276,7 +270,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
     )
     .map_err(Error::DraPlugin)?;
 
-    let supervisor = supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
+    let supervisor =
+        discovery::supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
     tasks.spawn("DeviceSet watch", supervisor.run(available, ready));
 
     tokio::select! {

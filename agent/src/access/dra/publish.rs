@@ -17,7 +17,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::offers::Offers;
+use crate::access::offers::Offers;
 
 /// The DRA devices of this node's local devices, in Device order.
 pub fn local_devices(offers: &Offers, node: &str) -> Vec<DraDevice> {

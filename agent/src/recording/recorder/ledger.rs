@@ -24,9 +24,9 @@ use k8s_openapi::jiff::Timestamp;
 use tracing::debug;
 
 use super::Input;
-use crate::desired::{self, NodeView, SetInfo};
-use crate::tracker::{Presence, SetKey, Tracker};
-use crate::writes::{DeviceWrite, EntryOutcome};
+use crate::recording::desired::{self, NodeView, SetInfo};
+use crate::recording::tracker::{Presence, SetKey, Tracker};
+use crate::recording::writes::{DeviceWrite, EntryOutcome};
 
 /// A Device by namespace and name.
 pub type DeviceRef = (String, String);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use ambit_crds::v1alpha1::DeviceSetNodeStatus;
 use ambit_discovery::{self as sdk, DiscoveryError};
 
-use crate::desired::SetInfo;
-use crate::tracker::SetKey;
+use crate::recording::desired::SetInfo;
+use crate::recording::tracker::SetKey;
 
 /// What the recorder is told.
 #[derive(Debug)]

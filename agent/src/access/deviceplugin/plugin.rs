@@ -15,9 +15,9 @@ use tracing::{info, warn};
 use super::Shared;
 use super::claims;
 use super::slots::SlotKey;
-use crate::cdi;
-use crate::kubelet::proto::deviceplugin as pb;
-use crate::offers::Offers;
+use crate::access::cdi;
+use crate::access::kubelet::proto::deviceplugin as pb;
+use crate::access::offers::Offers;
 
 /// The kubelet's health values.
 const HEALTHY: &str = "Healthy";

@@ -48,10 +48,10 @@ use tracing::{debug, info, warn};
 
 use self::plugin::Plugin;
 use self::slots::{Collision, Owner, PREFIX, Slots};
-use crate::cdi;
-use crate::kubelet::proto::deviceplugin as pb;
+use crate::access::cdi;
+use crate::access::kubelet::proto::deviceplugin as pb;
+use crate::access::offers::Offers;
 use crate::metrics::Metrics;
-use crate::offers::Offers;
 
 /// How often the kubelet's sockets are checked.
 const POLL: Duration = Duration::from_secs(1);

@@ -35,7 +35,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::offers::{DeviceKey, Offer, Offers};
+use crate::access::offers::{DeviceKey, Offer, Offers};
 
 /// The CDI kind (`vendor/class`) of Ambit's devices.
 pub const KIND: &str = "ambit.dev/device";

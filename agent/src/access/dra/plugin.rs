@@ -5,7 +5,7 @@
 //! Preparing reads the ResourceClaim's allocation from the API, checks that
 //! every result of driver `ambit.dev` is a slot of a Device this node sees,
 //! and answers with the Device's CDI name (the spec file the agent keeps in
-//! the CDI directory for every device it offers, see `crate::cdi`).
+//! the CDI directory for every device it offers, see `crate::access::cdi`).
 //! Unpreparing has nothing to undo: the CDI spec belongs to the device, not
 //! to the claim.
 
@@ -22,14 +22,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::cdi;
-use crate::kubelet::proto::dra as pb;
-use crate::kubelet::proto::dra::dra_plugin_server::{DraPlugin, DraPluginServer};
-use crate::kubelet::proto::pluginregistration as reg;
-use crate::kubelet::proto::pluginregistration::registration_server::{
+use crate::access::cdi;
+use crate::access::kubelet::proto::dra as pb;
+use crate::access::kubelet::proto::dra::dra_plugin_server::{DraPlugin, DraPluginServer};
+use crate::access::kubelet::proto::pluginregistration as reg;
+use crate::access::kubelet::proto::pluginregistration::registration_server::{
     Registration, RegistrationServer,
 };
-use crate::offers::Offers;
+use crate::access::offers::Offers;
 
 /// The registration socket's name in the kubelet's plugins_registry.
 pub const REGISTRATION_SOCKET: &str = "ambit.dev-reg.sock";

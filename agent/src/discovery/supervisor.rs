@@ -23,13 +23,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::desired::SetInfo;
-use crate::devices::Relist;
-use crate::discovery::Task;
-use crate::handlers::HandlerMap;
+use crate::discovery::handlers::HandlerMap;
+use crate::discovery::task::Task;
 use crate::metrics::Metrics;
-use crate::recorder::Input;
-use crate::tracker::SetKey;
+use crate::recording::desired::SetInfo;
+use crate::recording::devices::Relist;
+use crate::recording::recorder::Input;
+use crate::recording::tracker::SetKey;
 
 struct Running {
     discovery: Discovery,
@@ -114,7 +114,7 @@ impl Supervisor {
         ready: watch::Sender<bool>,
     ) -> Result<(), Stopped> {
         let api: Api<DeviceSet> =
-            crate::devices::scoped(self.client.clone(), self.namespace.as_deref());
+            crate::recording::devices::scoped(self.client.clone(), self.namespace.as_deref());
         let mut sets = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         loop {
             tokio::select! {

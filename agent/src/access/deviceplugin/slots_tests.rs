@@ -3,7 +3,7 @@ use std::time::Duration;
 use ambit_crds::v1alpha1::DeviceSpec;
 
 use super::*;
-use crate::offers::{Offer, offers_of};
+use crate::access::offers::{Offer, offers_of};
 
 fn offer(namespace: &str, name: &str, set: &str, capacity: i32) -> Offer {
     Offer {

@@ -7,10 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::kubelet::proto::deviceplugin::registration_client::RegistrationClient;
-use crate::kubelet::proto::deviceplugin::{DevicePluginOptions, RegisterRequest};
-use crate::kubelet::proto::podresources::ListPodResourcesRequest;
-use crate::kubelet::proto::podresources::pod_resources_lister_client::PodResourcesListerClient;
+use crate::access::kubelet::proto::deviceplugin::registration_client::RegistrationClient;
+use crate::access::kubelet::proto::deviceplugin::{DevicePluginOptions, RegisterRequest};
+use crate::access::kubelet::proto::podresources::ListPodResourcesRequest;
+use crate::access::kubelet::proto::podresources::pod_resources_lister_client::PodResourcesListerClient;
 
 use super::slots::PREFIX;
 

@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde_json::{Value, json};
 
-use crate::tracker::SetKey;
+use crate::recording::tracker::SetKey;
 
 /// The hash of a spec, as [`SPEC_HASH`] carries it.
 pub fn spec_hash(spec: &DeviceSpec) -> String {

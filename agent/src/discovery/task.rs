@@ -25,10 +25,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::discovery::properties;
 use crate::metrics::Metrics;
-use crate::properties;
-use crate::recorder::Input;
-use crate::tracker::SetKey;
+use crate::recording::recorder::Input;
+use crate::recording::tracker::SetKey;
 
 /// What a discovery task needs.
 #[derive(Clone)]

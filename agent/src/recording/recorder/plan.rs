@@ -7,9 +7,9 @@ use std::time::Instant;
 use k8s_openapi::jiff::Timestamp;
 
 use super::ledger::{Applied, DeviceRef, Key, Ledger, Planned};
-use crate::desired::{self, NodeView};
-use crate::tracker::SetKey;
-use crate::writes::DeviceWrite;
+use crate::recording::desired::{self, NodeView};
+use crate::recording::tracker::SetKey;
+use crate::recording::writes::DeviceWrite;
 
 impl Ledger {
     /// The writes to start now, at most `limit` under way at once; each is

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::offers::{self, DeviceKey, Follower, Offers};
-use crate::recorder::Input;
+use crate::access::offers::{self, DeviceKey, Follower, Offers};
+use crate::recording::recorder::Input;
 
 /// The offers are published at most this often (events are taken in all
 /// the while): a lone change is published at once, a burst (a thousand

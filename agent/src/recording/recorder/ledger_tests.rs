@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::Input;
 use super::ledger::{Done, Failure, Key, Ledger, Note, Planned};
-use crate::desired::{self, SetInfo};
-use crate::tracker::SetKey;
-use crate::writes::EntryOutcome;
+use crate::recording::desired::{self, SetInfo};
+use crate::recording::tracker::SetKey;
+use crate::recording::writes::EntryOutcome;
 
 const NODE: &str = "edge-1";
 const GRACE: Duration = Duration::from_secs(5);
@@ -74,7 +74,7 @@ fn recorded(id: &str, since: Timestamp) -> ambit_crds::v1alpha1::Device {
     object
 }
 
-fn device_writes(planned: &[Planned]) -> Vec<&crate::writes::DeviceWrite> {
+fn device_writes(planned: &[Planned]) -> Vec<&crate::recording::writes::DeviceWrite> {
     planned
         .iter()
         .filter_map(|p| match p {

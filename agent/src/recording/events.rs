@@ -11,7 +11,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::debug;
 
 use crate::metrics::Metrics;
-use crate::tracker::SetKey;
+use crate::recording::tracker::SetKey;
 
 /// How many ids an Event names before it says "and N more".
 const IDS_SHOWN: usize = 5;

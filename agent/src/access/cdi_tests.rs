@@ -4,7 +4,7 @@ use ambit_crds::v1alpha1::{Allocation, DeviceNode, DeviceSpec, Mount};
 use serde_json::json;
 
 use super::*;
-use crate::offers::offers_of;
+use crate::access::offers::offers_of;
 
 fn offer(namespace: &str, name: &str) -> Offer {
     Offer {

@@ -7,9 +7,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use crate::desired::{self, NodeView, SetInfo};
 use crate::metrics::Metrics;
-use crate::tracker::SetKey;
+use crate::recording::desired::{self, NodeView, SetInfo};
+use crate::recording::tracker::SetKey;
 
 /// Why a write failed.
 #[derive(Debug, thiserror::Error)]

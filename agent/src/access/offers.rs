@@ -69,7 +69,7 @@ impl Offer {
 pub type Offers = Arc<BTreeMap<DeviceKey, Arc<Offer>>>;
 
 /// This node's offers, as the Device watch's events build them (the one
-/// Device watch, in [`crate::devices`], feeds it and publishes it).
+/// Device watch, in [`crate::recording::devices`], feeds it and publishes it).
 #[derive(Debug)]
 pub struct Follower {
     node: String,

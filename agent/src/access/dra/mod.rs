@@ -19,8 +19,8 @@ use ambit_telemetry::tasks::Tasks;
 use kube::Client;
 use tokio::sync::watch;
 
-use crate::cdi;
-use crate::offers::Offers;
+use crate::access::cdi;
+use crate::access::offers::Offers;
 
 pub use plugin::{DRA_SOCKET, REGISTRATION_SOCKET};
 

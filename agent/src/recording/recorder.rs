@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::events::Events;
-use crate::writes::Writer;
+use crate::recording::events::Events;
+use crate::recording::writes::Writer;
 
 mod input;
 mod ledger;
@@ -118,7 +118,7 @@ impl Recorder {
 
 /// Makes one planned write.
 async fn write(writer: Writer, planned: Planned) -> Done {
-    let failure = |error: crate::writes::WriteError| Failure {
+    let failure = |error: crate::recording::writes::WriteError| Failure {
         category: error.category(),
         message: error.to_string(),
     };

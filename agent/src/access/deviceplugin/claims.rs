@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use super::Shared;
 use super::slots::SlotKey;
-use crate::offers::DeviceKey;
+use crate::access::offers::DeviceKey;
 
 /// How long one slot write may take before the API counts as unreachable.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,7 +18,7 @@ use ambit_crds::v1alpha1::Allocation;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::offers::{DeviceKey, Offers};
+use crate::access::offers::{DeviceKey, Offers};
 
 /// The resource prefix: `ambit.dev/<name>`.
 pub use ambit_crds::contract::RESOURCE_PREFIX as PREFIX;
@@ -320,8 +320,14 @@ impl Slots {
     fn devices_of<'a>(
         &'a self,
         owner: &'a Owner,
-    ) -> Box<dyn Iterator<Item = (&'a DeviceKey, &'a std::sync::Arc<crate::offers::Offer>)> + 'a>
-    {
+    ) -> Box<
+        dyn Iterator<
+                Item = (
+                    &'a DeviceKey,
+                    &'a std::sync::Arc<crate::access::offers::Offer>,
+                ),
+            > + 'a,
+    > {
         match owner {
             Owner::Device(device) => Box::new(self.offers.get_key_value(device).into_iter()),
             Owner::Set { namespace, set } => Box::new(

@@ -48,8 +48,8 @@ use tracing::{error, info, warn};
 
 pub use config::Args;
 
-use context::{Context, Settings};
 use ambit_telemetry::tasks::{Ended, Tasks};
+use context::{Context, Settings};
 
 /// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]

@@ -15,33 +15,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambit_crds::conditions::{self, AVAILABLE};
-use ambit_crds::contract;
 use ambit_crds::v1alpha1::{Access, Device, DeviceSet};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::resource::v1::ResourceClaimTemplate;
+use ambit_dra as dra;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::brokers::{self, Removal};
+use crate::cache::{self, Kind};
 use crate::context::Context;
 use crate::error::{self, Error};
 use crate::health::{self, Fate};
-use crate::{labels, workloads};
-
-/// How often a Device is looked at again when nothing is happening: a
-/// safety net, since every input is watched.
-pub const SAFETY_NET: Duration = Duration::from_secs(300);
-
-/// How soon a Device (or DeviceSet) is looked at again after a reconcile
-/// that saw news or acted: long enough for the caches to catch up.
-pub const RECHECK: Duration = Duration::from_secs(2);
+use crate::timing::{RECHECK, SAFETY_NET};
+use crate::{access, labels, pools, workloads};
 
 /// A new Device gets this long to receive its first node entry before it
 /// is called unseen (the agent writes spec and entry in two steps).
@@ -57,16 +47,30 @@ pub async fn reconcile(device: Arc<Device>, ctx: Arc<Context>) -> Result<Action,
     let result = reconcile_inner(&device, &ctx).await;
     ctx.metrics
         .reconciled("device", started.elapsed().as_secs_f64());
+    let uid = device.uid().unwrap_or_default();
     if result.is_ok() {
-        ctx.succeeded(&device.uid().unwrap_or_default());
+        ctx.memory.succeeded(Kind::Device, &uid);
     }
+    forget_if_gone(&device, &ctx);
     result
+}
+
+/// Forgets a Device whose deletion raced its reconcile: the cache may
+/// have reported it gone before this reconcile wrote to its memory.
+fn forget_if_gone(device: &Device, ctx: &Context) {
+    if !cache::holds(&ctx.stores.devices, device) {
+        ctx.memory
+            .forget(Kind::Device, &device.uid().unwrap_or_default());
+    }
 }
 
 /// Retries a failed reconcile with capped exponential backoff.
 pub fn error_policy(device: Arc<Device>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error("device", error.category());
-    let attempt = ctx.failed_attempt(&device.uid().unwrap_or_default());
+    let attempt = ctx
+        .memory
+        .failed_attempt(Kind::Device, &device.uid().unwrap_or_default());
+    forget_if_gone(&device, &ctx);
     let delay = error::backoff(attempt);
     warn!(%error, device = %device.name_any(), attempt, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -97,8 +101,8 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         soonest(recheck);
     }
     for node in &stale {
-        remove_entry(ctx, &namespace, &name, node).await?;
-        ctx.event(
+        ctx.writer.remove_entry(&namespace, &name, node).await?;
+        ctx.writer.event(
             device,
             EventType::Normal,
             "NodeLost",
@@ -138,10 +142,14 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         // The cached Device may not show a write made a moment ago: do not
         // write the same condition again until the cache has had time.
         if conditions::set_condition(&mut conditions, available)
-            && ctx.should_write(&device.uid().unwrap_or_default(), &summary)
+            && ctx
+                .memory
+                .should_write(&device.uid().unwrap_or_default(), &summary)
         {
-            write_conditions(ctx, &namespace, &name, &conditions).await?;
-            ctx.wrote(&device.uid().unwrap_or_default(), summary);
+            ctx.writer
+                .device_conditions(&namespace, &name, &conditions)
+                .await?;
+            ctx.memory.wrote(&device.uid().unwrap_or_default(), summary);
         }
         match health::fate(
             current.as_ref(),
@@ -152,9 +160,9 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
             Fate::Keep => {}
             Fate::DeleteAfter(after) => soonest(after),
             Fate::Delete => {
-                delete_device(ctx, device).await?;
+                ctx.writer.delete_device(device).await?;
                 if let Some(set) = &set {
-                    ctx.event(
+                    ctx.writer.event(
                         set.as_ref(),
                         EventType::Normal,
                         "DeviceDeleted",
@@ -177,7 +185,7 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         .filter(|n| !stale.contains(&n.node))
         .map(|n| n.node.clone())
         .collect();
-    crate::slices::sync(ctx, device, &nodes).await?;
+    publish_slices(ctx, device, &nodes).await?;
     if let Some(set) = set {
         if let Some(after) = brokers(ctx, device, &set).await? {
             soonest(after);
@@ -188,76 +196,64 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
     Ok(Action::requeue(wake.unwrap_or(SAFETY_NET)))
 }
 
-/// Removes `node`'s entry by applying an empty list as that node's agent's
-/// field manager: server-side apply then drops exactly what that agent
-/// owned, and nothing of any other node.
-async fn remove_entry(ctx: &Context, namespace: &str, name: &str, node: &str) -> Result<(), Error> {
-    let api: Api<Device> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
-        "metadata": { "name": name },
-        "status": { "nodes": [] },
-    });
-    let params = PatchParams::apply(&contract::agent_manager(node)).force();
+/// Makes the ResourceSlices of `device` say what `nodes` (those that see
+/// it now) and its spec say (see [`pools`]).
+async fn publish_slices(ctx: &Context, device: &Device, nodes: &[String]) -> Result<(), Error> {
+    let prefix = pools::prefix(&device.namespace().unwrap_or_default(), &device.name_any());
+    let existing: Vec<_> = (0..)
+        .map_while(|i| {
+            ctx.stores
+                .slices
+                .get(&ObjectRef::new(&format!("{prefix}-{i}")))
+        })
+        .map(|s| s.as_ref().clone())
+        .collect();
+    // The selector matches the nodes' hostname label (usually their name).
+    let mut hostnames: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            ctx.stores
+                .nodes
+                .get(&ObjectRef::new(node))
+                .and_then(|n| n.labels().get(dra::HOSTNAME_LABEL).cloned())
+                .unwrap_or_else(|| node.clone())
+        })
+        .collect();
+    hostnames.sort();
+    hostnames.dedup();
+    let Some(plan) = pools::plan(device, &hostnames, &existing) else {
+        return Ok(());
+    };
+    for slice in &plan.apply {
+        ctx.writer.apply_slice(slice).await?;
+    }
+    for name in &plan.delete {
+        ctx.writer.delete_slice(name).await?;
+    }
     info!(
-        device = name,
-        node, "removing the entry of a node that is gone"
+        device = %device.name_any(),
+        nodes = ?hostnames,
+        slices = plan.apply.len(),
+        "published the shared device's ResourceSlices"
     );
-    match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::RemoveEntry {
-            device: name.to_owned(),
-            node: node.to_owned(),
-            source,
-        }),
-    }
+    Ok(())
 }
 
-async fn write_conditions(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Result<(), Error> {
-    let api: Api<Device> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
-        "metadata": { "name": name },
-        "status": { "conditions": conditions },
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(contract::CONTROLLER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(drop)
-    .map_err(|source| Error::DeviceStatus {
-        device: name.to_owned(),
-        source,
-    })
-}
-
-async fn delete_device(ctx: &Context, device: &Device) -> Result<(), Error> {
-    let name = device.name_any();
-    let api: Api<Device> =
-        Api::namespaced(ctx.client.clone(), &device.namespace().unwrap_or_default());
-    info!(device = %name, "no node sees the device any more; deleting it");
-    // Only this very object: a Device recreated meanwhile has another uid.
-    let mut params = DeleteParams::background();
-    params.preconditions = Some(kube::api::Preconditions {
-        uid: device.uid(),
-        resource_version: None,
-    });
-    match api.delete(&name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-        Err(source) => Err(Error::DeleteDevice {
-            device: name,
-            source,
-        }),
+/// Deletes the shared devices' ResourceSlices whose Device is gone.
+pub async fn sweep_slices(ctx: &Context) -> Result<(), Error> {
+    let live = ctx
+        .stores
+        .devices
+        .state()
+        .iter()
+        .filter_map(|d| d.uid())
+        .collect();
+    let slices = ctx.stores.slices.state();
+    for name in pools::orphans(slices.iter().map(AsRef::as_ref), &live) {
+        info!(slice = %name, "deleting the ResourceSlice of a Device that is gone");
+        ctx.writer.delete_slice(&name).await?;
     }
+    Ok(())
 }
 
 /// Broker pods or the Job. Returns when to look again, if a timer is due.
@@ -283,17 +279,16 @@ async fn brokers(
     };
 
     let owned: Vec<Arc<Pod>> =
-        Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_owner.get(&uid));
+        cache::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_owner.get(&uid));
     for pod in &owned {
         if is_ready(pod)
             && let Some(node) = brokers::node_of(pod)
         {
-            ctx.broker_ok(&uid, node);
+            ctx.memory.broker_ok(&uid, node);
         }
     }
     let pods: Vec<&Pod> = owned.iter().map(AsRef::as_ref).collect();
-    let plan = brokers::plan(device, set, template, &pods, &ctx.backoff_of(&uid));
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let plan = brokers::plan(device, set, template, &pods, &ctx.memory.backoff_of(&uid));
 
     // A pod bound to a node that no longer exists has no kubelet to finish
     // its deletion: without a force delete it would hold its slot until the
@@ -303,7 +298,9 @@ async fn brokers(
         .filter(|p| p.metadata.deletion_timestamp.is_some())
     {
         if on_deleted_node(ctx, pod) {
-            force_delete(&api, &pod.name_any()).await?;
+            ctx.writer
+                .force_delete_pod(&namespace, &pod.name_any())
+                .await?;
         }
     }
 
@@ -317,24 +314,15 @@ async fn brokers(
             && failed
             && let Some(node) = pod.and_then(|p| brokers::node_of(p))
         {
-            let wait = ctx.broker_failed(&uid, node);
+            let wait = ctx.memory.broker_failed(&uid, node);
             info!(pod = %name, node, backoff = ?wait, "broker failed; replacing it after a backoff");
         }
         if pod.is_some_and(|p| on_deleted_node(ctx, p)) {
-            force_delete(&api, name).await?;
+            ctx.writer.force_delete_pod(&namespace, name).await?;
         } else {
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::DeletePod {
-                        pod: name.clone(),
-                        source,
-                    });
-                }
-            }
+            ctx.writer.delete_pod(&namespace, name).await?;
         }
-        ctx.event(
+        ctx.writer.event(
             device,
             EventType::Normal,
             removal.reason(),
@@ -343,37 +331,25 @@ async fn brokers(
     }
     for pod in &plan.create {
         let name = pod.name_any();
-        if ctx.awaited(&format!("{namespace}/{name}"), false) {
+        let key = format!("{namespace}/{name}");
+        if ctx.memory.awaited(&uid, &key, false) {
             continue;
         }
         let node = brokers::node_of(pod).unwrap_or_default().to_owned();
-        match api
-            .create(
-                &PostParams {
-                    field_manager: Some(contract::CONTROLLER.into()),
-                    ..Default::default()
-                },
-                pod,
-            )
-            .await
-        {
-            Ok(_) => {
-                ctx.expect(format!("{namespace}/{name}"));
-                ctx.event(
-                    device,
-                    EventType::Normal,
-                    "BrokerCreated",
-                    format!("created broker pod {name} for node {node}"),
-                );
-            }
-            // The cache lags behind an earlier create: the pod is there.
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(source) => return Err(Error::CreatePod { pod: name, source }),
+        // Not created: the cache lags behind an earlier create, the pod is there.
+        if ctx.writer.create_pod(&namespace, pod).await? {
+            ctx.memory.expect(&uid, key);
+            ctx.writer.event(
+                device,
+                EventType::Normal,
+                "BrokerCreated",
+                format!("created broker pod {name} for node {node}"),
+            );
         }
     }
     let over = !plan.over_capacity.is_empty();
-    if ctx.over_capacity(&uid, over) {
-        ctx.event(
+    if ctx.memory.over_capacity(&uid, over) {
+        ctx.writer.event(
             device,
             EventType::Normal,
             "CapacityReached",
@@ -386,14 +362,17 @@ async fn brokers(
     }
     // The pod cache is a separate watch from the trigger: look again soon
     // rather than trust that a later event will come (it may have come
-    // already, ahead of the cache); see `Context::look_again`.
+    // already, ahead of the cache); see `Memory::look_again`.
     let fingerprint = labels::fingerprint(
         labels::version_of(device)
             .into_iter()
             .chain(pods.iter().flat_map(|p| labels::version_of(*p))),
     );
     let acted = !plan.create.is_empty() || !plan.delete.is_empty();
-    let soon = ctx.look_again(&uid, fingerprint, acted).then_some(RECHECK);
+    let soon = ctx
+        .memory
+        .look_again(Kind::Device, &uid, fingerprint, acted)
+        .then_some(RECHECK);
     Ok(match (plan.retry_after, soon) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -409,38 +388,27 @@ async fn ensure_claim_template(
     set: &DeviceSet,
 ) -> Result<(), Error> {
     let namespace = device.namespace().unwrap_or_default();
-    let name = crate::access::template_name(device);
+    let uid = device.uid().unwrap_or_default();
+    let name = access::template_name(device);
+    let key = format!("template:{namespace}/{name}");
     if ctx
         .stores
         .claim_templates
         .get(&ObjectRef::new(&name).within(&namespace))
         .is_some()
-        || ctx.awaited(&format!("template:{namespace}/{name}"), false)
+        || ctx.memory.awaited(&uid, &key, false)
     {
         return Ok(());
     }
-    let api: Api<ResourceClaimTemplate> = Api::namespaced(ctx.client.clone(), &namespace);
-    let template = crate::access::claim_template(device, &set.name_any());
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(contract::CONTROLLER.into()),
-                ..Default::default()
-            },
-            &template,
-        )
-        .await
+    let template = access::claim_template(device, &set.name_any());
+    if ctx
+        .writer
+        .create_claim_template(&namespace, &template)
+        .await?
     {
-        Ok(_) => {
-            ctx.expect(format!("template:{namespace}/{name}"));
-            Ok(())
-        }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::CreateClaimTemplate {
-            template: name,
-            source,
-        }),
+        ctx.memory.expect(&uid, key);
     }
+    Ok(())
 }
 
 /// Whether `pod` is bound to a node whose Node object is gone.
@@ -449,24 +417,6 @@ fn on_deleted_node(ctx: &Context, pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .is_some_and(|node| ctx.stores.nodes.get(&ObjectRef::new(node)).is_none())
-}
-
-/// Deletes `name` at once (grace period 0), as the pod garbage collector
-/// does with the pods of deleted nodes.
-async fn force_delete(api: &Api<Pod>, name: &str) -> Result<(), Error> {
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..Default::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::DeletePod {
-            pod: name.to_owned(),
-            source,
-        }),
-    }
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -489,49 +439,22 @@ async fn ensure_job(
         .stores
         .jobs
         .get(&ObjectRef::new(&name).within(&namespace));
-    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let error = |source| Error::ApplyJob {
-        job: name.clone(),
-        source,
-    };
     match existing {
-        Some(job) if workloads::is_current(job.as_ref(), &desired) => return Ok(()),
-        Some(_) => {
-            // broker.job changed: Jobs cannot be edited, so run it anew.
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => return Err(error(source)),
+        Some(job) if workloads::is_current(job.as_ref(), &desired) => Ok(()),
+        // broker.job changed: Jobs cannot be edited, so run it anew (the
+        // deletion's event brings the reconcile that creates it).
+        Some(_) => ctx.writer.delete_job(&namespace, &name).await,
+        None => {
+            if ctx.writer.create_job(&namespace, &desired).await? {
+                ctx.writer.event(
+                    device,
+                    EventType::Normal,
+                    "JobCreated",
+                    format!("created broker Job {name}"),
+                );
             }
-            return Ok(());
-        }
-        None => {}
-    }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(contract::CONTROLLER.into()),
-                ..Default::default()
-            },
-            &desired,
-        )
-        .await
-    {
-        Ok(_) => {
-            ctx.event(
-                device,
-                EventType::Normal,
-                "JobCreated",
-                format!("created broker Job {name}"),
-            );
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(error(source)),
     }
 }
 
@@ -548,43 +471,13 @@ async fn device_service(ctx: &Context, device: &Device, set: &DeviceSet) -> Resu
             if existing.is_some_and(|e| workloads::is_current(e.as_ref(), &desired)) {
                 return Ok(());
             }
-            apply_service(ctx, &namespace, &desired).await
+            ctx.writer.apply_service(&namespace, &desired).await
         }
         None => match existing {
             Some(service) if labels::spec_hash_of(service.as_ref()).is_some() => {
-                delete_service(ctx, &namespace, &name).await
+                ctx.writer.delete_service(&namespace, &name).await
             }
             _ => Ok(()),
         },
-    }
-}
-
-/// Applies a Service with server-side apply.
-pub async fn apply_service(ctx: &Context, namespace: &str, service: &Service) -> Result<(), Error> {
-    let name = service.name_any();
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(contract::CONTROLLER).force(),
-        &Patch::Apply(service),
-    )
-    .await
-    .map(drop)
-    .map_err(|source| Error::ApplyService {
-        service: name,
-        source,
-    })
-}
-
-/// Deletes a Service Ambit made and no longer wants.
-pub async fn delete_service(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::ApplyService {
-            service: name.to_owned(),
-            source,
-        }),
     }
 }

@@ -9,11 +9,17 @@
 //!  both read from shared caches (Context) and write with field manager `ambit-controller`
 //! ```
 //!
+//! Inside, one way down (docs/controller.md, "Inside"): reconcilers
+//! (`device`, `set`) → `context` → `writes`, `cache`, `memory` → pure
+//! builders (`brokers`, `workloads`, `pools`, `health`, `summary`) →
+//! `labels`, `timing`, `error`.
+//!
 //! See `docs/controller.md` for the rules (capacity, placement, node loss,
 //! grace, failover) and the metrics.
 
 mod access;
 mod brokers;
+mod cache;
 mod config;
 mod context;
 mod device;
@@ -22,11 +28,14 @@ mod health;
 mod index;
 mod labels;
 mod leader;
+mod memory;
 mod metrics;
+mod pools;
 mod set;
-mod slices;
 mod summary;
+mod timing;
 mod workloads;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,7 +248,7 @@ async fn controllers(
             watcher::Config::default(),
             move |set: DeviceSet| {
                 let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
-                Context::lookup(&devices_of_set, &index.devices_by_set.get(&key))
+                cache::lookup(&devices_of_set, &index.devices_by_set.get(&key))
                     .iter()
                     .map(|d| ObjectRef::from_obj(d.as_ref()))
                     .collect::<Vec<_>>()
@@ -285,16 +294,26 @@ async fn controllers(
         .for_each(|_| async {});
 
     // Shared devices' ResourceSlices whose Device is gone (cluster-scoped
-    // objects cannot be garbage-collected with a namespaced owner).
+    // objects cannot be garbage-collected with a namespaced owner): swept
+    // when the cache sees Devices go, and again a moment later (the slice
+    // cache may lag a slice applied just before its Device went); at rest,
+    // only the safety net's sweep, so an idle controller does no work.
     let sweeper = {
         let ctx = ctx_for_sweep;
         async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut again = false;
             loop {
-                every.tick().await;
-                if let Err(error) = slices::sweep(&ctx).await {
+                let wait = if again {
+                    timing::RECHECK
+                } else {
+                    timing::SAFETY_NET
+                };
+                again = tokio::time::timeout(wait, ctx.devices_gone.notified())
+                    .await
+                    .is_ok();
+                if let Err(error) = device::sweep_slices(&ctx).await {
                     tracing::warn!(%error, "failed to delete stale ResourceSlices");
+                    again = true;
                 }
             }
         }

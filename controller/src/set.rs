@@ -5,20 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ambit_crds::contract;
 use ambit_crds::v1alpha1::DeviceSet;
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 use tracing::{instrument, warn};
 
+use crate::cache::{self, Kind};
 use crate::context::Context;
-use crate::device::{RECHECK, SAFETY_NET, apply_service, delete_service};
 use crate::error::{self, Error};
 use crate::metrics::{PHASES, SetCounts};
 use crate::summary::{self, Counts};
+use crate::timing::{RECHECK, SAFETY_NET};
 use crate::{labels, workloads};
 
 /// Reconciles one DeviceSet.
@@ -32,15 +30,29 @@ pub async fn reconcile(set: Arc<DeviceSet>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics
         .reconciled("device_set", started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.succeeded(&set.uid().unwrap_or_default());
+        ctx.memory
+            .succeeded(Kind::DeviceSet, &set.uid().unwrap_or_default());
     }
+    forget_if_gone(&set, &ctx);
     result
+}
+
+/// Forgets a DeviceSet whose deletion raced its reconcile: the cache may
+/// have reported it gone before this reconcile wrote to its memory.
+fn forget_if_gone(set: &DeviceSet, ctx: &Context) {
+    if !cache::holds(&ctx.stores.sets, set) {
+        ctx.memory
+            .forget(Kind::DeviceSet, &set.uid().unwrap_or_default());
+    }
 }
 
 /// Retries a failed reconcile with capped exponential backoff.
 pub fn error_policy(set: Arc<DeviceSet>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error("device_set", error.category());
-    let attempt = ctx.failed_attempt(&set.uid().unwrap_or_default());
+    let attempt = ctx
+        .memory
+        .failed_attempt(Kind::DeviceSet, &set.uid().unwrap_or_default());
+    forget_if_gone(&set, &ctx);
     let delay = error::backoff(attempt);
     warn!(%error, set = %set.name_any(), attempt, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -55,20 +67,23 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
     }
 
     let key = format!("{namespace}/{name}");
-    let devices = Context::lookup(&ctx.stores.devices, &ctx.indexes.devices_by_set.get(&key));
-    let pods: Vec<_> = Context::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_set.get(&key))
+    let uid = set.uid().unwrap_or_default();
+    let devices = cache::lookup(&ctx.stores.devices, &ctx.indexes.devices_by_set.get(&key));
+    let pods: Vec<_> = cache::lookup(&ctx.stores.pods, &ctx.indexes.pods_by_set.get(&key))
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     // What this reconcile read: news, or a trigger the caches (separate
-    // watches) may lag, means look again soon (`Context::look_again`).
+    // watches) may lag, means look again soon (`Memory::look_again`).
     let fingerprint = labels::fingerprint(
         labels::version_of(set)
             .into_iter()
             .chain(devices.iter().flat_map(|d| labels::version_of(d.as_ref())))
             .chain(pods.iter().flat_map(|p| labels::version_of(p.as_ref()))),
     );
-    let again = ctx.look_again(&set.uid().unwrap_or_default(), fingerprint, false);
+    let again = ctx
+        .memory
+        .look_again(Kind::DeviceSet, &uid, fingerprint, false);
 
     let mut phases = [0i64; PHASES.len()];
     let mut ready = 0;
@@ -132,31 +147,11 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
     // often: write it at most once a second.
     let paced = status
         .as_ref()
-        .and_then(|_| ctx.pace_status(&key, Duration::from_secs(1)));
+        .and_then(|_| ctx.memory.pace_status(&uid, Duration::from_secs(1)));
     if let Some(wait) = paced {
         wake = Some(wait);
     } else if let Some(status) = status {
-        let api: Api<DeviceSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
-            "metadata": { "name": name },
-            "status": {
-                "observedGeneration": status.observed_generation,
-                "conditions": status.conditions,
-                "devices": status.devices,
-                "readyBrokers": status.ready_brokers,
-            },
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(contract::CONTROLLER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::SetStatus {
-            set: name.clone(),
-            source,
-        })?;
+        ctx.writer.set_status(&namespace, &name, &status).await?;
     }
 
     let service_name = workloads::set_service_name(set);
@@ -168,12 +163,12 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         Some(template) => {
             let desired = workloads::set_service(set, template);
             if !existing.is_some_and(|e| workloads::is_current(e.as_ref(), &desired)) {
-                apply_service(ctx, &namespace, &desired).await?;
+                ctx.writer.apply_service(&namespace, &desired).await?;
             }
         }
         None => {
             if existing.is_some_and(|e| labels::spec_hash_of(e.as_ref()).is_some()) {
-                delete_service(ctx, &namespace, &service_name).await?;
+                ctx.writer.delete_service(&namespace, &service_name).await?;
             }
         }
     }

@@ -216,6 +216,18 @@ async fn a_network_device_is_only_allocated_on_the_nodes_that_see_it() -> anyhow
     })
     .await?;
     assert_eq!(node_of(&p3), Some(c.agents[0].node.clone()));
+
+    // The set goes, its Device with it: its slices are swept (they are
+    // cluster-scoped, so no owner reference can take them).
+    sets.delete("plcs", &DeleteParams::default()).await?;
+    wait::deleted(&devices, &device, TIMEOUT).await?;
+    wait::list_until(&slices, TIMEOUT, "the gone Device's slices deleted", |ss| {
+        selected_nodes(ss, &device).is_empty()
+            && !ss
+                .iter()
+                .any(|s| s.spec.pool.name.ends_with(&format!("/{device}")))
+    })
+    .await?;
     Ok(())
 }
 

@@ -6,8 +6,16 @@
 //! ```text
 //!  watch (per kind) ─► reflector store ─┬─► Stores (read by reconcilers)
 //!                                       ├─► Indexes (pods by owner / by set, Devices by set)
-//!                                       └─► Forget: Devices, DeviceSets, Nodes that left
+//!                                       ├─► Forget: Devices, DeviceSets, Nodes that left
+//!                                       └─► Triggers: the controllers' inputs, after the store has it
 //! ```
+//! The controllers are triggered by the caches themselves: each cache passes
+//! on what it saw only after its store holds it, so a reconcile always reads
+//! caches at least as new as its trigger, and one watch per kind serves both
+//! (kube-runtime's `store_shared` readers are not used: in 5.0.0 a reader
+//! that misses a deleted object stops for good and, its buffer full, stops
+//! the watch; `tests/upstream_store_shared.rs` reproduces it).
+//!
 //! Objects that leave the cache are reported to a [`Forget`], so memory
 //! kept about them elsewhere can go too: each deletion as it is seen, and
 //! after each (re)listing the complete set of what is still there (a watch
@@ -19,6 +27,7 @@ use std::sync::Arc;
 use ambit_crds::contract::SET_LABEL;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
+use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
@@ -51,6 +60,47 @@ pub struct Stores {
     pub claim_templates: Store<ResourceClaimTemplate>,
     /// The ResourceSlices of shared devices (this controller's namespace's).
     pub slices: Store<ResourceSlice>,
+}
+
+/// What one cache passes on to a controller: each object it saw change
+/// (or go), sent once its store has the change; after each (re)listing,
+/// every object it holds.
+pub type Trigger<K> = UnboundedReceiver<Arc<K>>;
+
+/// The Device controller's inputs.
+pub struct DeviceTriggers {
+    /// Devices (its own kind).
+    pub devices: Trigger<Device>,
+    /// Broker pods (owned by Devices).
+    pub pods: Trigger<Pod>,
+    /// Broker Jobs (owned by Devices).
+    pub jobs: Trigger<Job>,
+    /// Services (a Device's are owned by it).
+    pub services: Trigger<Service>,
+    /// DeviceSets (each triggers its Devices).
+    pub sets: Trigger<DeviceSet>,
+    /// Nodes (each triggers the Devices it sees).
+    pub nodes: Trigger<Node>,
+}
+
+/// The DeviceSet controller's inputs.
+pub struct SetTriggers {
+    /// DeviceSets (its own kind).
+    pub sets: Trigger<DeviceSet>,
+    /// Devices (each triggers its set).
+    pub devices: Trigger<Device>,
+    /// Broker pods (each triggers its set, by label).
+    pub pods: Trigger<Pod>,
+    /// Services (a set's is owned by it).
+    pub services: Trigger<Service>,
+}
+
+/// Both controllers' inputs.
+pub struct Triggers {
+    /// The Device controller's.
+    pub device: DeviceTriggers,
+    /// The DeviceSet controller's.
+    pub set: SetTriggers,
 }
 
 /// Lookups over the caches (see [`crate::index`]).
@@ -114,12 +164,13 @@ fn departures<K>(forget: &Arc<dyn Forget>, kind: Kind, key: KeyFn<K>) -> Option<
 
 /// Starts every cache: the watches that fill them go into the returned
 /// futures, which must be polled (the controllers' task joins them, so
-/// they stop with it).
+/// they stop with it). The triggers are fed from the first event on: take
+/// them to the controllers before long (until then they queue).
 pub fn start(
     client: &Client,
     namespace: Option<&str>,
     forget: Arc<dyn Forget>,
-) -> (Stores, Arc<Indexes>, Vec<BoxFuture<'static, ()>>) {
+) -> (Stores, Arc<Indexes>, Triggers, Vec<BoxFuture<'static, ()>>) {
     let mut drivers = vec![];
     let ns = namespace;
     let owned = watcher::Config::default().labels(SET_LABEL);
@@ -130,50 +181,76 @@ pub fn start(
         |p| Some(format!("{}/{}", p.namespace()?, p.labels().get(SET_LABEL)?));
     let device_set: KeyFn<Device> = |d| Some(format!("{}/{}", d.namespace()?, d.spec.device_set));
     let i = &indexes;
+    let d = &mut drivers;
+    let (sets, [set_sets, device_sets]) = reflect(
+        api(client, ns),
+        all(),
+        d,
+        vec![],
+        departures(&forget, Kind::DeviceSet, |s: &DeviceSet| s.uid()),
+    );
+    let (devices, [device_devices, set_devices]) = reflect(
+        api(client, ns),
+        all(),
+        d,
+        vec![(i.clone(), |x| &x.devices_by_set, device_set)],
+        departures(&forget, Kind::Device, |d: &Device| d.uid()),
+    );
+    let (pods, [device_pods, set_pods]) = reflect(
+        api(client, ns),
+        owned.clone(),
+        d,
+        vec![
+            (i.clone(), |x| &x.pods_by_owner, by_owner),
+            (i.clone(), |x| &x.pods_by_set, pod_set),
+        ],
+        None,
+    );
+    let (jobs, [device_jobs]) = reflect(api(client, ns), owned.clone(), d, vec![], None);
+    let (services, [device_services, set_services]) =
+        reflect(api(client, ns), owned.clone(), d, vec![], None);
+    let (nodes, [device_nodes]) = reflect(
+        Api::all(client.clone()),
+        all(),
+        d,
+        vec![],
+        departures(&forget, Kind::Node, |n: &Node| Some(n.name_any())),
+    );
+    let (claim_templates, []) = reflect(api(client, ns), owned, d, vec![], None);
+    let (slices, []) = reflect(
+        Api::all(client.clone()),
+        watcher::Config::default().labels(&labels::slice_selector(ns)),
+        d,
+        vec![],
+        None,
+    );
     let stores = Stores {
-        sets: reflect(
-            api(client, ns),
-            all(),
-            &mut drivers,
-            vec![],
-            departures(&forget, Kind::DeviceSet, |s| s.uid()),
-        ),
-        devices: reflect(
-            api(client, ns),
-            all(),
-            &mut drivers,
-            vec![(i.clone(), |x| &x.devices_by_set, device_set)],
-            departures(&forget, Kind::Device, |d| d.uid()),
-        ),
-        pods: reflect(
-            api(client, ns),
-            owned.clone(),
-            &mut drivers,
-            vec![
-                (i.clone(), |x| &x.pods_by_owner, by_owner),
-                (i.clone(), |x| &x.pods_by_set, pod_set),
-            ],
-            None,
-        ),
-        jobs: reflect(api(client, ns), owned.clone(), &mut drivers, vec![], None),
-        services: reflect(api(client, ns), owned.clone(), &mut drivers, vec![], None),
-        nodes: reflect(
-            Api::all(client.clone()),
-            all(),
-            &mut drivers,
-            vec![],
-            departures(&forget, Kind::Node, |n| Some(n.name_any())),
-        ),
-        claim_templates: reflect(api(client, ns), owned, &mut drivers, vec![], None),
-        slices: reflect(
-            Api::all(client.clone()),
-            watcher::Config::default().labels(&labels::slice_selector(ns)),
-            &mut drivers,
-            vec![],
-            None,
-        ),
+        sets,
+        devices,
+        pods,
+        jobs,
+        services,
+        nodes,
+        claim_templates,
+        slices,
     };
-    (stores, indexes, drivers)
+    let triggers = Triggers {
+        device: DeviceTriggers {
+            devices: device_devices,
+            pods: device_pods,
+            jobs: device_jobs,
+            services: device_services,
+            sets: device_sets,
+            nodes: device_nodes,
+        },
+        set: SetTriggers {
+            sets: set_sets,
+            devices: set_devices,
+            pods: set_pods,
+            services: set_services,
+        },
+    };
+    (stores, indexes, triggers, drivers)
 }
 
 impl Stores {
@@ -231,19 +308,15 @@ where
 /// Which index of [`Indexes`] an entry updates, and how it keys objects.
 type IndexEntry<K> = (Arc<Indexes>, fn(&Indexes) -> &Index, KeyFn<K>);
 
-/// A cache of `api`'s objects; the watch that fills it goes into `drivers`.
-///
-/// These caches are separate from the watches the `Controller`s keep for
-/// their triggers, so a reconcile may read a cache a moment older than its
-/// trigger. The reconcilers therefore look again shortly while anything is
-/// in flight (see `device.rs`, `set.rs`, and docs/controller.md).
-fn reflect<K>(
+/// A cache of `api`'s objects, and `N` triggers fed from it; the watch that
+/// fills it goes into `drivers`.
+fn reflect<K, const N: usize>(
     api: Api<K>,
     config: watcher::Config,
     drivers: &mut Vec<BoxFuture<'static, ()>>,
     indexes: Vec<IndexEntry<K>>,
     departures: Option<Departures<K>>,
-) -> Store<K>
+) -> (Store<K>, [Trigger<K>; N])
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -255,6 +328,12 @@ where
 {
     let (store, writer) = reflector::store();
     let reader = store.clone();
+    let mut senders = Vec::with_capacity(N);
+    let triggers = std::array::from_fn(|_| {
+        let (sender, trigger) = mpsc::unbounded();
+        senders.push(sender);
+        trigger
+    });
     // Managed fields are most of an object's size and never read here.
     let objects = watcher(api, config).modify(|object| object.meta_mut().managed_fields = None);
     let stream = reflector::reflector(writer, objects)
@@ -267,11 +346,41 @@ where
                 if let Some(departures) = &departures {
                     departures.report(&event, &reader);
                 }
+                pass_on(&event, &reader, &senders);
             }
             futures::future::ready(())
         });
     drivers.push(Box::pin(stream));
-    store
+    (store, triggers)
+}
+
+/// Sends what `event` changed to every trigger: the store's own copy of an
+/// applied object (the reflector has applied it already), a deleted object
+/// as it was last seen, and after a (re)listing every object there is (as
+/// kube-runtime's own watches do). A trigger whose controller has stopped
+/// is skipped: its task is ending, and these watches with it.
+fn pass_on<K>(event: &watcher::Event<K>, store: &Store<K>, senders: &[UnboundedSender<Arc<K>>])
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let send = |object: Arc<K>| {
+        for sender in senders {
+            let _ = sender.unbounded_send(object.clone());
+        }
+    };
+    if senders.is_empty() {
+        return;
+    }
+    match event {
+        watcher::Event::Apply(object) => {
+            if let Some(cached) = store.get(&ObjectRef::from_obj(object)) {
+                send(cached);
+            }
+        }
+        watcher::Event::Delete(object) => send(Arc::new(object.clone())),
+        watcher::Event::InitDone => store.state().into_iter().for_each(send),
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
 }
 
 impl<K> Departures<K>

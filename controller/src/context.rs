@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
-use crate::cache::{self, Forget, Gone, Indexes, Kind, Stores};
+use crate::cache::{self, Forget, Gone, Indexes, Kind, Stores, Triggers};
 use crate::health::{self, NodeHealth};
 use crate::memory::Memory;
 use crate::metrics::Metrics;
@@ -91,13 +91,14 @@ impl Forget for Tidy {
 }
 
 impl Context {
-    /// A context, and the watches that fill its caches: they must be
-    /// polled (the controllers' task joins them, so they stop with it).
+    /// A context, the controllers' triggers (fed by its caches), and the
+    /// watches that fill its caches: they must be polled (the controllers'
+    /// task joins them, so they stop with it).
     pub fn new(
         client: Client,
         settings: Settings,
         metrics: Metrics,
-    ) -> (Self, Vec<BoxFuture<'static, ()>>) {
+    ) -> (Self, Triggers, Vec<BoxFuture<'static, ()>>) {
         let memory = Arc::new(Memory::default());
         let devices_gone = Arc::new(Notify::new());
         let tidy = Arc::new(Tidy {
@@ -105,7 +106,8 @@ impl Context {
             metrics: metrics.clone(),
             devices_gone: devices_gone.clone(),
         });
-        let (stores, indexes, drivers) = cache::start(&client, settings.namespace.as_deref(), tidy);
+        let (stores, indexes, triggers, drivers) =
+            cache::start(&client, settings.namespace.as_deref(), tidy);
         let ctx = Self {
             writer: Writer::new(client, &settings.identity),
             stores,
@@ -115,7 +117,7 @@ impl Context {
             settings,
             devices_gone,
         };
-        (ctx, drivers)
+        (ctx, triggers, drivers)
     }
 
     /// Waits until every cache has listed once.

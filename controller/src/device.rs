@@ -30,7 +30,7 @@ use crate::cache::{self, Kind};
 use crate::context::Context;
 use crate::error::{self, Error};
 use crate::health::{self, Fate};
-use crate::timing::{RECHECK, SAFETY_NET};
+use crate::timing::SAFETY_NET;
 use crate::{access, labels, pools, workloads};
 
 /// A new Device gets this long to receive its first node entry before it
@@ -360,23 +360,9 @@ async fn brokers(
             ),
         );
     }
-    // The pod cache is a separate watch from the trigger: look again soon
-    // rather than trust that a later event will come (it may have come
-    // already, ahead of the cache); see `Memory::look_again`.
-    let fingerprint = labels::fingerprint(
-        labels::version_of(device)
-            .into_iter()
-            .chain(pods.iter().flat_map(|p| labels::version_of(*p))),
-    );
-    let acted = !plan.create.is_empty() || !plan.delete.is_empty();
-    let soon = ctx
-        .memory
-        .look_again(Kind::Device, &uid, fingerprint, acted)
-        .then_some(RECHECK);
-    Ok(match (plan.retry_after, soon) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    // Nothing to look again for: what this did (pods created, deleted)
+    // comes back as pod events, after the pod cache has them.
+    Ok(plan.retry_after)
 }
 
 /// Creates the ResourceClaimTemplate DRA broker pods claim the device

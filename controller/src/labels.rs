@@ -79,26 +79,6 @@ pub fn spec_hash(value: &impl serde::Serialize) -> String {
     short_hash(&[&json], 16)
 }
 
-/// A 64-bit fingerprint of `parts`, in order (for telling whether a
-/// reconcile read anything new; not stored anywhere).
-pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for part in parts {
-        part.hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
-/// The name and resourceVersion of `object`, for a [`fingerprint`].
-pub fn version_of(object: &impl kube::Resource) -> [&str; 2] {
-    let meta = object.meta();
-    [
-        meta.name.as_deref().unwrap_or_default(),
-        meta.resource_version.as_deref().unwrap_or_default(),
-    ]
-}
-
 /// The [`SPEC_HASH`] annotation of `object`.
 pub fn spec_hash_of(object: &impl kube::Resource) -> Option<&String> {
     object.meta().annotations.as_ref()?.get(SPEC_HASH)

@@ -44,10 +44,9 @@ use ambit_crds::contract::SET_LABEL;
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -58,6 +57,7 @@ use tracing::{error, info, warn};
 pub use config::Args;
 
 use ambit_telemetry::tasks::{Ended, Tasks};
+use cache::Triggers;
 use context::{Context, Settings};
 
 /// Why the controller stopped.
@@ -226,67 +226,56 @@ async fn controllers(
     settings: Settings,
     metrics: metrics::Metrics,
 ) -> Result<(), &'static str> {
-    let (ctx, drivers) = Context::new(client.clone(), settings.clone(), metrics);
+    let (ctx, triggers, drivers) = Context::new(client, settings, metrics);
     let ctx = Arc::new(ctx);
     let mut drivers: FuturesUnordered<_> = drivers.into_iter().collect();
     tokio::select! {
         () = ctx.wait_synced() => info!("caches synced"),
         _ = drivers.next() => return Err("a cache's watch ended before the caches synced"),
     }
-    let ns = settings.namespace.as_deref();
-    let owned = || watcher::Config::default().labels(SET_LABEL);
     let ctx_for_sweep = ctx.clone();
 
+    // Triggered by the caches themselves (crate::cache): one watch per
+    // kind, and every trigger arrives after its cache has it.
+    let Triggers { device: t, set: st } = triggers;
     let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
     let devices_of_node = ctx.stores.devices.clone();
-    let device_controller = Controller::new(api::<Device>(&client, ns), watcher::Config::default())
-        .owns(api::<Pod>(&client, ns), owned())
-        .owns(api::<Job>(&client, ns), owned())
-        .owns(api::<Service>(&client, ns), owned())
-        .watches(
-            api::<DeviceSet>(&client, ns),
-            watcher::Config::default(),
-            move |set: DeviceSet| {
-                let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
-                cache::lookup(&devices_of_set, &index.devices_by_set.get(&key))
-                    .iter()
-                    .map(|d| ObjectRef::from_obj(d.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            move |node: Node| {
-                let name = node.name_any();
-                devices_of_node
-                    .state()
-                    .into_iter()
-                    .filter(|d| {
-                        d.status
-                            .iter()
-                            .flat_map(|s| &s.nodes)
-                            .any(|n| n.node == name)
-                    })
-                    .map(|d| ObjectRef::from_obj(d.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let device_controller = Controller::for_shared_stream(t.devices, ctx.stores.devices.clone())
+        .owns_shared_stream(t.pods)
+        .owns_shared_stream(t.jobs)
+        .owns_shared_stream(t.services)
+        .watches_shared_stream(t.sets, move |set: Arc<DeviceSet>| {
+            let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
+            cache::lookup(&devices_of_set, &index.devices_by_set.get(&key))
+                .iter()
+                .map(|d| ObjectRef::from_obj(d.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_shared_stream(t.nodes, move |node: Arc<Node>| {
+            let name = node.name_any();
+            devices_of_node
+                .state()
+                .into_iter()
+                .filter(|d| {
+                    d.status
+                        .iter()
+                        .flat_map(|s| &s.nodes)
+                        .any(|n| n.node == name)
+                })
+                .map(|d| ObjectRef::from_obj(d.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .run(device::reconcile, device::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let set_controller = Controller::new(api::<DeviceSet>(&client, ns), watcher::Config::default())
-        .owns(api::<Service>(&client, ns), owned())
-        .watches(
-            api::<Device>(&client, ns),
-            watcher::Config::default(),
-            |device: Device| {
-                device
-                    .namespace()
-                    .map(|ns| ObjectRef::new(&device.spec.device_set).within(&ns))
-            },
-        )
-        .watches(api::<Pod>(&client, ns), owned(), |pod: Pod| {
+    let set_controller = Controller::for_shared_stream(st.sets, ctx.stores.sets.clone())
+        .owns_shared_stream(st.services)
+        .watches_shared_stream(st.devices, |device: Arc<Device>| {
+            device
+                .namespace()
+                .map(|ns| ObjectRef::new(&device.spec.device_set).within(&ns))
+        })
+        .watches_shared_stream(st.pods, |pod: Arc<Pod>| {
             let set = pod.labels().get(SET_LABEL)?.clone();
             pod.namespace().map(|ns| ObjectRef::new(&set).within(&ns))
         })
@@ -324,16 +313,5 @@ async fn controllers(
         () = device_controller => Err("the Device controller's stream ended"),
         () = set_controller => Err("the DeviceSet controller's stream ended"),
         () = sweeper => Err("the ResourceSlice sweeper ended"),
-    }
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }

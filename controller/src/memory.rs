@@ -1,11 +1,10 @@
 //! The little the controller remembers between reconciles, one entry per
-//! Device or DeviceSet (by uid): what its last reconcile read, the
-//! conditions or status it last wrote, its brokers' failures per node, its
+//! Device or DeviceSet (by uid): the conditions or status it last wrote, its brokers' failures per node, its
 //! reconcile failures in a row, and what it created that the caches do not
 //! show yet. Plain data behind one lock; no I/O.
 //!
 //! ```text
-//!  reconcilers ─ look_again / wrote / broker_failed / expect / ... ─► entry (kind, uid)
+//!  reconcilers ─ wrote / broker_failed / expect / ... ─► entry (kind, uid)
 //!  caches ─ Device/DeviceSet deleted, or missing from a relisting ─► entry removed
 //!         ─ Node deleted, or missing from a relisting ─► its failures removed from every entry
 //! ```
@@ -19,14 +18,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cache::{Forget, Gone, Kind};
-use crate::timing::{CACHE_LAG, RECHECK};
+use crate::timing::CACHE_LAG;
 
 /// What the controller remembers about one Device or DeviceSet.
 #[derive(Debug, Default)]
 struct Entry {
-    /// A fingerprint of what its last reconcile read, and when that
-    /// reconcile asked to look again.
-    seen: Option<(u64, Option<Instant>)>,
     /// Device: the conditions last written, and when (a cache that lags
     /// its own writes must not cause them again).
     written: Option<(String, Instant)>,
@@ -50,24 +46,6 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Memory {
     entries: Mutex<HashMap<(Kind, String), Entry>>,
-}
-
-/// [`Memory::look_again`] for one object: what the previous reconcile
-/// recorded (its fingerprint and when it asked to look again), this one's
-/// fingerprint; returns the decision and what to record.
-fn look_again(
-    previous: Option<(u64, Option<Instant>)>,
-    fingerprint: u64,
-    acted: bool,
-    now: Instant,
-) -> (bool, (u64, Option<Instant>)) {
-    let news = previous.is_none_or(|(f, _)| f != fingerprint);
-    // The scheduler may run a requeue a little early or late.
-    let asked = previous
-        .and_then(|(_, due)| due)
-        .is_some_and(|due| now + Duration::from_millis(200) >= due);
-    let again = news || acted || !asked;
-    (again, (fingerprint, again.then(|| now + RECHECK)))
 }
 
 impl Memory {
@@ -94,22 +72,6 @@ impl Memory {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(keep);
-    }
-
-    /// Records what a reconcile of `uid` read (its `fingerprint`) and
-    /// says whether to look again in [`RECHECK`]: when it read something
-    /// new or `acted` (the caches may not show the outcome yet), and when it
-    /// was not the look-again asked for last time. A reconcile that was not
-    /// asked for was triggered by a watch event, and the caches are separate
-    /// watches that may not have that event yet: only a look a moment later
-    /// is sure to see it. A look-again that finds nothing new rests.
-    pub fn look_again(&self, kind: Kind, uid: &str, fingerprint: u64, acted: bool) -> bool {
-        let now = Instant::now();
-        self.with(kind, uid, |entry| {
-            let (again, record) = look_again(entry.seen, fingerprint, acted, now);
-            entry.seen = Some(record);
-            again
-        })
     }
 
     /// Whether to write `summary` (a Device's conditions) for the Device

@@ -1,37 +1,7 @@
 use super::*;
 
-#[test]
-fn a_trigger_the_caches_lag_is_looked_at_again_and_a_quiet_recheck_rests() {
-    let t0 = Instant::now();
-    // First sight: news.
-    let (again, record) = look_again(None, 1, false, t0);
-    assert!(again);
-    // The asked-for look finds nothing new: rest.
-    let (again, record) = look_again(Some(record), 1, false, t0 + RECHECK);
-    assert!(!again);
-    // Much later a watch event triggers a reconcile, but the cache does
-    // not show the change yet (same fingerprint): look again anyway...
-    let later = t0 + Duration::from_secs(100);
-    let (again, record) = look_again(Some(record), 1, false, later);
-    assert!(again, "a reconcile nobody asked for was a trigger");
-    // ...and the look-again sees the change.
-    let (again, record) = look_again(Some(record), 2, false, later + RECHECK);
-    assert!(again);
-    let (again, _) = look_again(Some(record), 2, false, later + RECHECK * 2);
-    assert!(!again);
-}
-
-#[test]
-fn acting_always_looks_again() {
-    let t0 = Instant::now();
-    let (_, record) = look_again(None, 1, false, t0);
-    let (again, _) = look_again(Some(record), 1, true, t0 + RECHECK);
-    assert!(again);
-}
-
 /// Gives the Device `uid` something in every part of its entry.
 fn remember_device(memory: &Memory, uid: &str) {
-    memory.look_again(Kind::Device, uid, 1, false);
     memory.wrote(uid, "True/Seen".into());
     memory.broker_failed(uid, "edge-1");
     memory.over_capacity(uid, true);
@@ -40,7 +10,6 @@ fn remember_device(memory: &Memory, uid: &str) {
 }
 
 fn remember_set(memory: &Memory, uid: &str) {
-    memory.look_again(Kind::DeviceSet, uid, 1, false);
     memory.pace_status(uid, Duration::from_secs(1));
     memory.failed_attempt(Kind::DeviceSet, uid);
 }

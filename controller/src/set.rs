@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::error::{self, Error};
 use crate::metrics::{PHASES, SetCounts};
 use crate::summary::{self, Counts};
-use crate::timing::{RECHECK, SAFETY_NET};
+use crate::timing::SAFETY_NET;
 use crate::{labels, workloads};
 
 /// Reconciles one DeviceSet.
@@ -73,18 +73,6 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    // What this reconcile read: news, or a trigger the caches (separate
-    // watches) may lag, means look again soon (`Memory::look_again`).
-    let fingerprint = labels::fingerprint(
-        labels::version_of(set)
-            .into_iter()
-            .chain(devices.iter().flat_map(|d| labels::version_of(d.as_ref())))
-            .chain(pods.iter().flat_map(|p| labels::version_of(p.as_ref()))),
-    );
-    let again = ctx
-        .memory
-        .look_again(Kind::DeviceSet, &uid, fingerprint, false);
-
     let mut phases = [0i64; PHASES.len()];
     let mut ready = 0;
     for pod in &pods {
@@ -141,7 +129,7 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         ready_brokers: ready,
         wanted_brokers: wanted,
     };
-    let mut wake = again.then_some(RECHECK);
+    let mut wake = None;
     let status = summary::status(set, counts);
     // Many brokers becoming ready one by one would rewrite the status as
     // often: write it at most once a second.

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// safety net, since every input is watched.
 pub const SAFETY_NET: Duration = Duration::from_secs(300);
 
-/// How soon a Device (or DeviceSet) is looked at again after a reconcile
-/// that saw news or acted: long enough for the caches to catch up.
+/// How long a cache is given to catch up with a write just made (the
+/// ResourceSlice sweep looks again after this).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
 /// How long a write the caches do not show yet is trusted to be on its way

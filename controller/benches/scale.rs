@@ -34,6 +34,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+#[path = "scale/floor.rs"]
+mod floor;
+
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_ambit-controller");
 const NAMESPACE: &str = "bench";
 
@@ -85,16 +88,7 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
         .create(&PostParams::default(), &ns)
         .await?;
     let node_names = ambit_tests::nodes::create(&client, "bench-node", nodes, &[]).await?;
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), NAMESPACE);
-    ambit_tests::wait::until(
-        &accounts,
-        "default",
-        Duration::from_secs(60),
-        "the default ServiceAccount",
-        |sa: Option<&_>| sa.is_some(),
-    )
-    .await?;
+    default_account(&client, NAMESPACE).await?;
 
     let set = write_set(&client).await?;
     let started = Instant::now();
@@ -121,7 +115,13 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
     let load = after.since(&before);
 
     say!("\n## convergence (controller start → {devices} broker pods Running)");
-    say!("time: {converged:.1?}");
+    say!("time: {:.1?}", converged.running);
+    say!(
+        "  every pod created (the controller): {:.1?}; bound (kube-scheduler): {:.1?}; Running (KWOK): {:.1?}",
+        converged.created,
+        converged.bound,
+        converged.running
+    );
     say!(
         "controller CPU over it: {:.1?} ({:.0}% of one core)",
         cpu.0.saturating_sub(cpu0.0),
@@ -159,7 +159,34 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
         mib(Memory::of(pid)?.rss)
     );
     drop(controller);
+
+    say!(
+        "\n## floor: the same writes from one plain client, {} at once",
+        32
+    );
+    let floor = floor::measure(&client, NAMESPACE).await?;
+    say!(
+        "{devices} × (conditions applied, pod created, Event posted): {floor:.1?}; the controller's pod creation took {:.1}× that, its convergence {:.1}×",
+        converged.created.as_secs_f64() / floor.as_secs_f64(),
+        converged.running.as_secs_f64() / floor.as_secs_f64()
+    );
     cp.shutdown();
+    Ok(())
+}
+
+/// Waits for `namespace`'s default ServiceAccount (pods cannot be created
+/// before it).
+async fn default_account(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), namespace);
+    ambit_tests::wait::until(
+        &accounts,
+        "default",
+        Duration::from_secs(60),
+        "the default ServiceAccount",
+        |sa: Option<&_>| sa.is_some(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -239,10 +266,22 @@ async fn write_devices(
     Ok(())
 }
 
-/// Watches pods until `want` of them are Running; returns how long it took.
-async fn running_pods(api: &Api<Pod>, want: usize, timeout: Duration) -> anyhow::Result<Duration> {
+/// When each stage had every pod: created (the controller's part), bound
+/// to a node (kube-scheduler's), Running (KWOK's).
+struct Stages {
+    created: Duration,
+    bound: Duration,
+    running: Duration,
+}
+
+/// Watches pods until `want` of them are Running; returns when every pod
+/// was created, bound and Running.
+async fn running_pods(api: &Api<Pod>, want: usize, timeout: Duration) -> anyhow::Result<Stages> {
     let started = Instant::now();
+    let mut created: BTreeSet<String> = BTreeSet::new();
+    let mut bound: BTreeSet<String> = BTreeSet::new();
     let mut running: BTreeSet<String> = BTreeSet::new();
+    let (mut all_created, mut all_bound) = (None, None);
     let mut last_report = Instant::now();
     let events = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
@@ -250,24 +289,45 @@ async fn running_pods(api: &Api<Pod>, want: usize, timeout: Duration) -> anyhow:
     let mut events = std::pin::pin!(events);
     let wait = async {
         while let Some(pod) = events.try_next().await? {
-            let is_running = pod.status.as_ref().and_then(|s| s.phase.as_deref())
-                == Some("Running")
-                && pod.metadata.deletion_timestamp.is_none();
-            if is_running {
-                running.insert(pod.name_any());
-            } else {
-                running.remove(&pod.name_any());
+            let name = pod.name_any();
+            let live = pod.metadata.deletion_timestamp.is_none();
+            let is_running =
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && live;
+            let is_bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()) && live;
+            for (set, is) in [
+                (&mut created, live),
+                (&mut bound, is_bound),
+                (&mut running, is_running),
+            ] {
+                if is {
+                    set.insert(name.clone());
+                } else {
+                    set.remove(&name);
+                }
+            }
+            if all_created.is_none() && created.len() >= want {
+                all_created = Some(started.elapsed());
+            }
+            if all_bound.is_none() && bound.len() >= want {
+                all_bound = Some(started.elapsed());
             }
             if last_report.elapsed() > Duration::from_secs(10) {
                 say!(
-                    "  … {} pods Running after {:.0?}",
-                    running.len(),
-                    started.elapsed()
+                    "  … after {:.0?}: {} pods created, {} bound, {} Running",
+                    started.elapsed(),
+                    created.len(),
+                    bound.len(),
+                    running.len()
                 );
                 last_report = Instant::now();
             }
             if running.len() >= want {
-                return anyhow::Ok(started.elapsed());
+                let running = started.elapsed();
+                return anyhow::Ok(Stages {
+                    created: all_created.unwrap_or(running),
+                    bound: all_bound.unwrap_or(running),
+                    running,
+                });
             }
         }
         anyhow::bail!("the pod watch ended")

@@ -112,6 +112,8 @@ pub struct Indexes {
     pub pods_by_set: Index,
     /// Devices by `namespace/set`.
     pub devices_by_set: Index,
+    /// Devices by the name of every node their status lists.
+    pub devices_by_node: Index,
 }
 
 /// The kinds whose departures are reported.
@@ -151,10 +153,13 @@ pub trait Forget: Send + Sync {
 struct Departures<K> {
     forget: Arc<dyn Forget>,
     kind: Kind,
-    key: KeyFn<K>,
+    key: UidFn<K>,
 }
 
-fn departures<K>(forget: &Arc<dyn Forget>, kind: Kind, key: KeyFn<K>) -> Option<Departures<K>> {
+/// The key a departure is reported under (a uid; a Node's name).
+type UidFn<K> = fn(&K) -> Option<String>;
+
+fn departures<K>(forget: &Arc<dyn Forget>, kind: Kind, key: UidFn<K>) -> Option<Departures<K>> {
     Some(Departures {
         forget: forget.clone(),
         kind,
@@ -176,10 +181,24 @@ pub fn start(
     let owned = watcher::Config::default().labels(SET_LABEL);
     let all = watcher::Config::default;
     let indexes = Arc::new(Indexes::default());
-    let by_owner: KeyFn<Pod> = |p| p.owner_references().first().map(|o| o.uid.clone());
-    let pod_set: KeyFn<Pod> =
-        |p| Some(format!("{}/{}", p.namespace()?, p.labels().get(SET_LABEL)?));
-    let device_set: KeyFn<Device> = |d| Some(format!("{}/{}", d.namespace()?, d.spec.device_set));
+    let by_owner: KeyFn<Pod> = |p| {
+        let owner = p.owner_references().first();
+        owner.map(|o| o.uid.clone()).into_iter().collect()
+    };
+    let pod_set: KeyFn<Pod> = |p| match (p.namespace(), p.labels().get(SET_LABEL)) {
+        (Some(ns), Some(set)) => vec![format!("{ns}/{set}")],
+        _ => vec![],
+    };
+    let device_set: KeyFn<Device> = |d| {
+        let ns = d.namespace();
+        ns.map(|ns| format!("{ns}/{}", d.spec.device_set))
+            .into_iter()
+            .collect()
+    };
+    let seen_by: KeyFn<Device> = |d| {
+        let entries = d.status.iter().flat_map(|s| &s.nodes);
+        entries.map(|n| n.node.clone()).collect()
+    };
     let i = &indexes;
     let d = &mut drivers;
     let (sets, [set_sets, device_sets]) = reflect(
@@ -193,7 +212,10 @@ pub fn start(
         api(client, ns),
         all(),
         d,
-        vec![(i.clone(), |x| &x.devices_by_set, device_set)],
+        vec![
+            (i.clone(), |x| &x.devices_by_set, device_set),
+            (i.clone(), |x| &x.devices_by_node, seen_by),
+        ],
         departures(&forget, Kind::Device, |d: &Device| d.uid()),
     );
     let (pods, [device_pods, set_pods]) = reflect(

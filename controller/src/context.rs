@@ -12,12 +12,13 @@
 //!                    the slice sweep told that Devices went
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Notify;
 
 use crate::cache::{self, Forget, Gone, Indexes, Kind, Stores, Triggers};
@@ -125,13 +126,9 @@ impl Context {
         self.stores.wait_synced().await;
     }
 
-    /// Every node's health, by name.
-    pub fn node_health(&self) -> BTreeMap<String, NodeHealth> {
-        self.stores
-            .nodes
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), health::health(n)))
-            .collect()
+    /// The health of the node named `name` (`None`: no such node).
+    pub fn node_health(&self, name: &str) -> Option<NodeHealth> {
+        let node = self.stores.nodes.get(&ObjectRef::new(name))?;
+        Some(health::health(&node))
     }
 }

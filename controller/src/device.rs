@@ -93,7 +93,7 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
     // 1. Entries of nodes that are gone.
     let (stale, recheck) = health::stale_entries(
         device,
-        &ctx.node_health(),
+        |node| ctx.node_health(node),
         ctx.settings.not_ready_toleration,
         now,
     );

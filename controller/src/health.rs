@@ -1,11 +1,14 @@
 //! Pure decisions about nodes and devices that go away:
+//! - which node events matter to Devices at all (a Node's status is
+//!   rewritten by every heartbeat; only its health, its hostname label and
+//!   its existence are read here);
 //! - which node entries of a Device to remove (node deleted, or NotReady
 //!   for longer than the toleration);
 //! - the Device's `Available` condition, and when a Device no node sees any
 //!   more is deleted (after its grace period, counted from the condition's
 //!   `lastTransitionTime`, so a controller restart does not reset it).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ambit_crds::conditions::{self, AVAILABLE};
@@ -14,6 +17,7 @@ use ambit_crds::v1alpha1::{Device, DeviceSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 
 /// A node's health as the controller needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,23 +45,56 @@ pub fn health(node: &Node) -> NodeHealth {
     }
 }
 
+/// What the Device reconciler reads of a Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeView {
+    health: NodeHealth,
+    hostname: Option<String>,
+}
+
+/// Remembers what the Device reconciler last read of each Node, to tell the
+/// node events that change it from heartbeats.
+#[derive(Debug, Default)]
+pub struct NodeChanges {
+    seen: HashMap<String, NodeView>,
+}
+
+impl NodeChanges {
+    /// Whether this event of `node` changes what Devices read of it: it
+    /// appeared, went (`present`: the cache still holds it), or its health
+    /// or hostname label changed. A node that went is forgotten.
+    pub fn changed(&mut self, node: &Node, present: bool) -> bool {
+        let name = node.name_any();
+        if !present {
+            self.seen.remove(&name);
+            return true;
+        }
+        let view = NodeView {
+            health: health(node),
+            hostname: node.labels().get(ambit_dra::HOSTNAME_LABEL).cloned(),
+        };
+        self.seen.insert(name, view.clone()) != Some(view)
+    }
+}
+
 /// The entries of `device` to remove, and when to look again for NotReady
-/// nodes whose toleration is not over yet. `nodes` must be the complete,
-/// synced list of nodes.
+/// nodes whose toleration is not over yet. `node` gives the health of a
+/// node by name, from the complete, synced cache of nodes (`None`: no such
+/// node).
 pub fn stale_entries(
     device: &Device,
-    nodes: &BTreeMap<String, NodeHealth>,
+    node: impl Fn(&str) -> Option<NodeHealth>,
     toleration: Duration,
     now: Timestamp,
 ) -> (Vec<String>, Option<Duration>) {
     let mut remove = vec![];
     let mut recheck: Option<Duration> = None;
     for entry in device.status.iter().flat_map(|s| &s.nodes) {
-        match nodes.get(&entry.node) {
+        match node(&entry.node) {
             None => remove.push(entry.node.clone()),
             Some(NodeHealth::Ready) => {}
             Some(NodeHealth::NotReadySince(since)) => {
-                let elapsed = now.duration_since(*since).unsigned_abs();
+                let elapsed = now.duration_since(since).unsigned_abs();
                 if elapsed >= toleration {
                     remove.push(entry.node.clone());
                 } else {
@@ -127,6 +164,8 @@ pub fn fate(current: Option<&Condition>, nodes: usize, grace: Duration, now: Tim
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
@@ -162,12 +201,49 @@ mod tests {
         ]);
         let (remove, recheck) = stale_entries(
             &device(&["ready", "flaky", "dead", "deleted"]),
-            &nodes,
+            |n| nodes.get(n).copied(),
             Duration::from_secs(60),
             now,
         );
         assert_eq!(remove, ["dead", "deleted"]);
         assert_eq!(recheck, Some(Duration::from_secs(50)));
+    }
+
+    fn node(ready: &str, since: i64, hostname: &str, heartbeat: i64) -> Node {
+        serde_json::from_value(json!({
+            "metadata": { "name": "n1", "labels": { ambit_dra::HOSTNAME_LABEL: hostname } },
+            "status": { "conditions": [{
+                "type": "Ready", "status": ready,
+                "lastTransitionTime": Time(Timestamp::from_second(since).unwrap()),
+                "lastHeartbeatTime": Time(Timestamp::from_second(heartbeat).unwrap()),
+            }] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_node_events_that_change_what_devices_read_count() {
+        let mut changes = NodeChanges::default();
+        assert!(changes.changed(&node("True", 10, "h1", 10), true), "new");
+        assert!(
+            !changes.changed(&node("True", 10, "h1", 20), true),
+            "a heartbeat"
+        );
+        assert!(
+            changes.changed(&node("False", 30, "h1", 30), true),
+            "NotReady"
+        );
+        assert!(
+            !changes.changed(&node("False", 30, "h1", 40), true),
+            "still NotReady since 30"
+        );
+        assert!(
+            changes.changed(&node("False", 30, "h2", 50), true),
+            "renamed"
+        );
+        assert!(changes.changed(&node("False", 30, "h2", 50), false), "gone");
+        assert!(changes.seen.is_empty(), "a gone node is forgotten");
+        assert!(changes.changed(&node("False", 30, "h2", 60), true), "back");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Secondary indexes over the reflector caches: the names of the objects
 //! that share a key (a Device's pods by owner uid, a DeviceSet's Devices and
-//! pods by `namespace/set`), so a reconcile looks up what it needs instead
-//! of scanning every cached object. Kept up to date from the same watch
+//! pods by `namespace/set`, the Devices a node sees by node name; an object
+//! may sit under several keys), so a reconcile or a trigger looks up what it
+//! needs instead of scanning every cached object. Kept up to date from the same watch
 //! events that fill the cache; a relist rebuilds them whole.
 
 use std::collections::{BTreeSet, HashMap};
@@ -26,11 +27,12 @@ struct State {
 #[derive(Debug, Default)]
 struct Entries {
     by_key: HashMap<String, BTreeSet<String>>,
-    key_of: HashMap<String, String>,
+    keys_of: HashMap<String, Vec<String>>,
 }
 
-/// How an index keys an object (`None`: not indexed).
-pub type KeyFn<K> = fn(&K) -> Option<String>;
+/// How an index keys an object: every key it sits under (none: not
+/// indexed).
+pub type KeyFn<K> = fn(&K) -> Vec<String>;
 
 impl Index {
     /// The names (`namespace/name`) of the objects under `key`.
@@ -84,23 +86,27 @@ fn name_of<K: Resource>(object: &K) -> String {
 
 impl Entries {
     fn insert<K: Resource>(&mut self, object: &K, key: KeyFn<K>) {
-        if let Some(key) = key(object) {
-            let name = name_of(object);
+        let keys = key(object);
+        if keys.is_empty() {
+            return;
+        }
+        let name = name_of(object);
+        for key in &keys {
             self.by_key
                 .entry(key.clone())
                 .or_default()
                 .insert(name.clone());
-            self.key_of.insert(name, key);
         }
+        self.keys_of.insert(name, keys);
     }
 
     fn remove(&mut self, name: &str) {
-        if let Some(key) = self.key_of.remove(name)
-            && let Some(names) = self.by_key.get_mut(&key)
-        {
-            names.remove(name);
-            if names.is_empty() {
-                self.by_key.remove(&key);
+        for key in self.keys_of.remove(name).unwrap_or_default() {
+            if let Some(names) = self.by_key.get_mut(&key) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.by_key.remove(&key);
+                }
             }
         }
     }
@@ -125,8 +131,23 @@ mod tests {
         .unwrap()
     }
 
-    fn owner(pod: &Pod) -> Option<String> {
-        pod.labels().get("owner").cloned()
+    fn owner(pod: &Pod) -> Vec<String> {
+        pod.labels().get("owner").cloned().into_iter().collect()
+    }
+
+    /// Keyed by every comma-separated value of its `nodes` label.
+    fn nodes(pod: &Pod) -> Vec<String> {
+        pod.labels()
+            .get("nodes")
+            .map(|n| n.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    fn on(name: &str, nodes: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": "ns", "labels": { "nodes": nodes } },
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -154,5 +175,25 @@ mod tests {
         index.apply(&watcher::Event::InitDone, owner);
         assert!(index.get("y").is_empty());
         assert_eq!(index.get("z"), ["ns/c"]);
+    }
+
+    #[test]
+    fn an_object_under_several_keys_moves_and_leaves_all_of_them() {
+        let index = Index::default();
+        index.apply(&watcher::Event::Apply(on("a", "n1,n2")), nodes);
+        index.apply(&watcher::Event::Apply(on("b", "n2")), nodes);
+        assert_eq!(index.get("n1"), ["ns/a"]);
+        assert_eq!(index.get("n2"), ["ns/a", "ns/b"]);
+
+        index.apply(&watcher::Event::Apply(on("a", "n3")), nodes);
+        assert!(index.get("n1").is_empty(), "a left n1");
+        assert_eq!(index.get("n2"), ["ns/b"]);
+        assert_eq!(index.get("n3"), ["ns/a"]);
+
+        index.apply(&watcher::Event::Delete(on("a", "n3")), nodes);
+        assert!(index.get("n3").is_empty());
+        let State { live, .. } = &*index.inner.read().unwrap();
+        assert_eq!(live.by_key.len(), 1, "no empty keys are kept: {live:?}");
+        assert_eq!(live.keys_of.len(), 1);
     }
 }

@@ -59,6 +59,7 @@ pub use config::Args;
 use ambit_telemetry::tasks::{Ended, Tasks};
 use cache::Triggers;
 use context::{Context, Settings};
+use health::NodeChanges;
 
 /// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +240,17 @@ async fn controllers(
     // kind, and every trigger arrives after its cache has it.
     let Triggers { device: t, set: st } = triggers;
     let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
-    let devices_of_node = ctx.stores.devices.clone();
+    let (devices_of_node, node_index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
+    // A Node's status is rewritten by every heartbeat; only the events that
+    // change what a Device reads of it (health, hostname label, existence)
+    // reach the Devices it sees.
+    let (cached_nodes, mut node_changes) = (ctx.stores.nodes.clone(), NodeChanges::default());
+    let node_events = t.nodes.filter(move |node: &Arc<Node>| {
+        let present = cached_nodes
+            .get(&ObjectRef::from_obj(node.as_ref()))
+            .is_some();
+        futures::future::ready(node_changes.changed(node, present))
+    });
     let device_controller = Controller::for_shared_stream(t.devices, ctx.stores.devices.clone())
         .owns_shared_stream(t.pods)
         .owns_shared_stream(t.jobs)
@@ -251,17 +262,10 @@ async fn controllers(
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .watches_shared_stream(t.nodes, move |node: Arc<Node>| {
-            let name = node.name_any();
-            devices_of_node
-                .state()
-                .into_iter()
-                .filter(|d| {
-                    d.status
-                        .iter()
-                        .flat_map(|s| &s.nodes)
-                        .any(|n| n.node == name)
-                })
+        .watches_shared_stream(node_events, move |node: Arc<Node>| {
+            let seen = node_index.devices_by_node.get(&node.name_any());
+            cache::lookup(&devices_of_node, &seen)
+                .iter()
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
         })

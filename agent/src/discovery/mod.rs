@@ -14,5 +14,6 @@
 
 pub mod handlers;
 pub mod properties;
+mod restarts;
 pub mod supervisor;
 pub mod task;

@@ -11,19 +11,29 @@
 //! generation: a DeviceSet edit or a handler that registers again restarts
 //! it; anything else (capacity, brokerProperties) only changes what the
 //! recorder writes.
+//!
+//! A task that crashes (a panic in a handler or in the agent) is reported
+//! as a discovery failure of its set (log, metric, the DeviceSet's
+//! `lastError`) and started again after a delay that doubles while it
+//! keeps crashing (see [`crate::discovery::restarts`]); the other sets'
+//! discovery goes on. A task that returns means the recorder is gone: the
+//! supervisor stops.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use ambit_crds::v1alpha1::{DeviceSet, Discovery};
+use ambit_discovery::DiscoveryError;
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 use crate::discovery::handlers::HandlerMap;
+use crate::discovery::restarts::Restarts;
 use crate::discovery::task::Task;
 use crate::metrics::Metrics;
 use crate::recording::desired::SetInfo;
@@ -35,12 +45,16 @@ struct Running {
     discovery: Discovery,
     generation: u64,
     handler: String,
-    task: JoinHandle<()>,
+    /// `None`: it crashed, and waits for its restart.
+    task: Option<AbortHandle>,
+    started: Instant,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -55,6 +69,10 @@ pub struct Supervisor {
     sent: BTreeMap<SetKey, (SetInfo, Option<Duration>)>,
     unavailable: BTreeSet<SetKey>,
     running: BTreeMap<SetKey, Running>,
+    /// Every discovery task, and which set each runs for.
+    tasks: JoinSet<()>,
+    task_sets: HashMap<tokio::task::Id, SetKey>,
+    restarts: Restarts,
     /// The watch's relist bookkeeping: sets deleted while it was away.
     relist: Relist<SetKey>,
 }
@@ -102,6 +120,9 @@ impl Supervisor {
             sent: BTreeMap::new(),
             unavailable: BTreeSet::new(),
             running: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            task_sets: HashMap::new(),
+            restarts: Restarts::default(),
             relist: Relist::default(),
         }
     }
@@ -117,7 +138,15 @@ impl Supervisor {
             crate::recording::devices::scoped(self.client.clone(), self.namespace.as_deref());
         let mut sets = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         loop {
+            let restart = self.restarts.next_due();
             tokio::select! {
+                Some(ended) = self.tasks.join_next_with_id() => self.on_task_end(ended).await?,
+                () = sleep_until(restart), if restart.is_some() => {
+                    let available = handlers.borrow().clone();
+                    for key in self.restarts.take_due(Instant::now()) {
+                        self.reconcile(&key, &available).await?;
+                    }
+                }
                 event = sets.next() => match event {
                     Some(Ok(event)) => {
                         let listed = matches!(event, watcher::Event::InitDone);
@@ -172,9 +201,45 @@ impl Supervisor {
         Ok(())
     }
 
+    /// A discovery task ended: aborted (replaced or removed), crashed, or
+    /// returned because the recorder is gone.
+    async fn on_task_end(
+        &mut self,
+        ended: Result<(tokio::task::Id, ()), JoinError>,
+    ) -> Result<(), Stopped> {
+        let id = match &ended {
+            Ok((id, ())) => *id,
+            Err(error) => error.id(),
+        };
+        let key = self.task_sets.remove(&id);
+        let panic = match ended {
+            Ok(_) => return Err(Stopped::RecorderGone),
+            Err(error) if error.is_panic() => panic_message(error),
+            Err(_) => return Ok(()),
+        };
+        let Some(key) = key else { return Ok(()) };
+        let Some(running) = self.running.get_mut(&key) else {
+            return Ok(());
+        };
+        if running.task.as_ref().map(AbortHandle::id) != Some(id) {
+            return Ok(());
+        }
+        running.task = None;
+        let delay = self.restarts.crashed(&key, running.started, Instant::now());
+        error!(set = %key, handler = %running.handler, %panic, ?delay, "discovery crashed; restarting it");
+        let error = DiscoveryError::Failed(format!(
+            "discovery crashed ({panic}); restarting it in {}s",
+            delay.as_secs()
+        ));
+        self.metrics
+            .discovery_error(&running.handler, error.category());
+        self.tell(Input::Failed { key, error }).await
+    }
+
     async fn remove(&mut self, key: &SetKey) -> Result<(), Stopped> {
         self.sets.remove(key);
         self.running.remove(key);
+        self.restarts.forget(key);
         self.unavailable.remove(key);
         if self.sent.remove(key).is_some() {
             self.tell(Input::SetRemoved { key: key.clone() }).await?;
@@ -221,6 +286,7 @@ impl Supervisor {
         }
 
         let Some(available) = handlers.get(&info.handler) else {
+            self.restarts.forget(key);
             if self.running.remove(key).is_some() || self.unavailable.insert(key.clone()) {
                 info!(set = %key, handler = %info.handler, "no such handler on this node");
                 self.tell(Input::HandlerUnavailable { key: key.clone() })
@@ -229,12 +295,16 @@ impl Supervisor {
             return Ok(());
         };
         self.unavailable.remove(key);
-        if let Some(running) = self.running.get(key)
-            && running.discovery == discovery
-            && running.generation == available.generation
-            && running.handler == info.handler
-        {
-            return Ok(());
+        if let Some(running) = self.running.get(key) {
+            let same = running.discovery == discovery
+                && running.generation == available.generation
+                && running.handler == info.handler;
+            if same && (running.task.is_some() || self.restarts.waiting(key, Instant::now())) {
+                return Ok(());
+            }
+            if !same {
+                self.restarts.forget(key);
+            }
         }
         info!(set = %key, handler = %info.handler, kind = available.kind, "starting discovery");
         let task = Task {
@@ -247,17 +317,41 @@ impl Supervisor {
             metrics: self.metrics.clone(),
         };
         let span = tracing::info_span!("discovery", set = %key);
-        let handle = tokio::spawn(tracing::Instrument::instrument(task.run(), span));
+        let handle = self
+            .tasks
+            .spawn(tracing::Instrument::instrument(task.run(), span));
+        self.task_sets.insert(handle.id(), key.clone());
         self.running.insert(
             key.clone(),
             Running {
                 discovery,
                 generation: available.generation,
                 handler: info.handler,
-                task: handle,
+                task: Some(handle),
+                started: Instant::now(),
             },
         );
         Ok(())
+    }
+}
+
+/// Sleeps until `at` (forever if `None`; the caller guards that branch).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a crashed task's panic said.
+fn panic_message(error: JoinError) -> String {
+    let payload = error.into_panic();
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
 
@@ -267,3 +361,7 @@ fn key_of(set: &DeviceSet) -> SetKey {
         name: set.name_any(),
     }
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

@@ -368,12 +368,17 @@ async fn alerts_fire_and_every_panel_shows_data() -> anyhow::Result<()> {
     )
     .await?;
 
-    // Flap f1 on the first node four times, once Prometheus has seen the
-    // counter at zero (increase() cannot count what came before a series'
-    // first sample).
+    // Flap f1 on the first node four times, once Prometheus has seen that
+    // node's counter at zero (increase() cannot count what came before a
+    // series' first sample). The other node's series is at zero too: a
+    // query without the node matched it, and when the first agent's series
+    // came later (its Secret read retried, say) the alert never fired.
     prometheus
         .wait_for(
-            r#"ambit_agent_device_presence_changes_total{device_set="flappy", change="returned"} == 0"#,
+            &format!(
+                r#"ambit_agent_device_presence_changes_total{{device_set="flappy", change="returned", node="{}"}} == 0"#,
+                agents[0].node
+            ),
             TIMEOUT,
         )
         .await?;

@@ -16,17 +16,19 @@
 //! | `AMBIT_BENCH_NODES` | 100 | KWOK nodes |
 //! | `AMBIT_BENCH_DEVICES_PER_NODE` | 100 | local Devices per node |
 //! | `AMBIT_BENCH_QUIET_SECS` | 60 | the steady-state window |
+//! | `AMBIT_BENCH_JSON` | — | append the figures to this file, one JSON object a line (`scale/json.rs`); a relative path is from `controller/`, where cargo runs the bench |
 //!
 //! Under `cargo test` (no `--bench` argument) it only says how to run it.
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use ambit_tests::ControlPlane;
 use ambit_tests::controllers::Controller;
-use ambit_tests::metrics::{ApiRequests, CpuTime, Memory};
+use ambit_tests::metrics::{ApiRequests, CpuTime, Memory, RequestKey};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -36,6 +38,8 @@ use serde_json::json;
 
 #[path = "scale/floor.rs"]
 mod floor;
+#[path = "scale/json.rs"]
+mod json;
 
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_ambit-controller");
 const NAMESPACE: &str = "bench";
@@ -61,13 +65,19 @@ fn main() -> anyhow::Result<()> {
     let nodes = usize::try_from(env_or("AMBIT_BENCH_NODES", 100)?)?;
     let per_node = usize::try_from(env_or("AMBIT_BENCH_DEVICES_PER_NODE", 100)?)?;
     let quiet = Duration::from_secs(env_or("AMBIT_BENCH_QUIET_SECS", 60)?);
+    let json = std::env::var_os("AMBIT_BENCH_JSON").map(PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(Box::pin(bench(nodes, per_node, quiet)))
+    runtime.block_on(Box::pin(bench(nodes, per_node, quiet, json)))
 }
 
-async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result<()> {
+async fn bench(
+    nodes: usize,
+    per_node: usize,
+    quiet: Duration,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let devices = nodes * per_node;
     say!("# ambit-controller scale benchmark");
     say!(
@@ -114,6 +124,8 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
     let after = ApiRequests::scrape(&client).await?;
     let load = after.since(&before);
 
+    // Over the time since the start so far (the settle and the scrape included).
+    let cpu_pct = cpu.percent_since(&cpu0, t0.elapsed());
     say!("\n## convergence (controller start → {devices} broker pods Running)");
     say!("time: {:.1?}", converged.running);
     say!(
@@ -125,7 +137,7 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
     say!(
         "controller CPU over it: {:.1?} ({:.0}% of one core)",
         cpu.0.saturating_sub(cpu0.0),
-        cpu.percent_since(&cpu0, t0.elapsed())
+        cpu_pct
     );
     say!(
         "controller memory: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
@@ -153,11 +165,9 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
         writes.sum(|_| true)
     );
     report(&writes, 1);
-    say!(
-        "controller CPU: {:.1}% of one core; VmRSS {:.1} MiB",
-        CpuTime::of(pid)?.percent_since(&quiet_cpu0, quiet),
-        mib(Memory::of(pid)?.rss)
-    );
+    let quiet_cpu = CpuTime::of(pid)?.percent_since(&quiet_cpu0, quiet);
+    let quiet_rss = mib(Memory::of(pid)?.rss);
+    say!("controller CPU: {quiet_cpu:.1}% of one core; VmRSS {quiet_rss:.1} MiB");
     drop(controller);
 
     say!(
@@ -171,6 +181,45 @@ async fn bench(nodes: usize, per_node: usize, quiet: Duration) -> anyhow::Result
         converged.running.as_secs_f64() / floor.as_secs_f64()
     );
     cp.shutdown();
+
+    if let Some(path) = json {
+        let per_device = |keep: &dyn Fn(&RequestKey) -> bool| load.sum(keep) / devices as f64;
+        let line = json::RunLine {
+            bench: "controller",
+            nodes,
+            devices_per_node: per_node,
+            devices,
+            convergence_s: converged.running.as_secs_f64(),
+            created_s: converged.created.as_secs_f64(),
+            bound_s: converged.bound.as_secs_f64(),
+            floor_s: floor.as_secs_f64(),
+            ratio: converged.running.as_secs_f64() / floor.as_secs_f64(),
+            created_ratio: converged.created.as_secs_f64() / floor.as_secs_f64(),
+            controller_cpu_s: cpu.0.saturating_sub(cpu0.0).as_secs_f64(),
+            controller_cpu_pct: cpu_pct,
+            controller_rss_mib: mib(memory.rss),
+            controller_hwm_mib: mib(memory.hwm),
+            pod_posts_per_device: per_device(&|k| {
+                k.verb == "POST" && k.group.is_empty() && k.resource == "pods"
+            }),
+            device_status_writes_per_device: per_device(&|k| {
+                !k.is_read() && k.group == "ambit.dev" && k.resource == "devices/status"
+            }),
+            writes_per_device: load
+                .0
+                .iter()
+                .filter(|(k, n)| **n > 0.0 && !k.is_read())
+                .map(|(k, n)| (k.to_string(), n / devices as f64))
+                .collect(),
+            quiet_s: quiet.as_secs_f64(),
+            at_rest_writes: writes.sum(|_| true) + 0.0,
+            at_rest_cpu_pct: quiet_cpu,
+            at_rest_rss_mib: quiet_rss,
+            commit: json::commit(),
+            timestamp: json::timestamp(),
+        };
+        json::append(&path, &line)?;
+    }
     Ok(())
 }
 

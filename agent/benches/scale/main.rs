@@ -21,11 +21,13 @@
 //! | `AMBIT_BENCH_NODES` | 10 | nodes (agents) in scenario B |
 //! | `AMBIT_BENCH_SCENARIOS` | a,b | which scenarios |
 //! | `AMBIT_BENCH_METRICS_DIR` | — | keep kube-apiserver's raw /metrics scrapes there |
+//! | `AMBIT_BENCH_JSON` | — | append each scenario's figures to this file, one JSON object a line (`json.rs`); a relative path is from `agent/`, where cargo runs the bench |
 //! | `AMBIT_AGENT_BIN` | the bench's own build | the agent binary to measure |
 //!
 //! Under `cargo test` (no `--bench` argument) it only says how to run it.
 
 mod floor;
+mod json;
 // The device-plugin tests' played kubelet; the bench uses a part of it.
 #[allow(dead_code)]
 #[path = "../../tests/support/kubelet.rs"]
@@ -49,6 +51,7 @@ struct Config {
     nodes: usize,
     scenarios: String,
     metrics_dir: Option<std::path::PathBuf>,
+    json: Option<std::path::PathBuf>,
 }
 
 fn env_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
@@ -76,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         nodes: env_or("AMBIT_BENCH_NODES", 10)?,
         scenarios: env_or("AMBIT_BENCH_SCENARIOS", "a,b".to_owned())?,
         metrics_dir: std::env::var_os("AMBIT_BENCH_METRICS_DIR").map(Into::into),
+        json: std::env::var_os("AMBIT_BENCH_JSON").map(Into::into),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,6 +125,9 @@ async fn bench(config: Config) -> anyhow::Result<()> {
             runs.push(figures);
         }
         report::scenario(scenario, &runs)?;
+        if let Some(path) = &config.json {
+            json::append(path, &json::ScenarioLine::new(scenario, &runs))?;
+        }
     }
     Ok(())
 }

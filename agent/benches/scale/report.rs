@@ -40,7 +40,7 @@ fn read_file(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn command(program: &str, args: &[&str]) -> String {
+pub fn command(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
         .args(args)
         .output()
@@ -110,15 +110,15 @@ pub fn machine(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn secs(d: Duration) -> f64 {
+pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn mib(bytes: u64) -> f64 {
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1024.0 / 1024.0
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -128,14 +128,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Median, min and max.
-fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
+pub fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (median(&mut values), min, max)
 }
 
 /// Writes per device per node.
-fn per_device(scenario: Scenario, n: f64) -> f64 {
+pub fn per_device(scenario: Scenario, n: f64) -> f64 {
     n / (scenario.devices * scenario.nodes) as f64
 }
 

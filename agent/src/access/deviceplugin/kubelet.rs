@@ -37,8 +37,11 @@ pub enum KubeletError {
     Timeout,
 }
 
-/// A file's identity (device, inode), `None` when it does not exist.
-pub fn identity(path: &Path) -> Option<(u64, u64)> {
+/// A file's identity: (device, inode).
+pub type FileId = (u64, u64);
+
+/// A file's identity, `None` when it does not exist.
+pub fn identity(path: &Path) -> Option<FileId> {
     std::fs::symlink_metadata(path)
         .ok()
         .map(|meta| (meta.dev(), meta.ino()))

@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tracing::{debug, info, warn};
 
+use self::kubelet::FileId;
 use self::plugin::Plugin;
 use self::slots::{Collision, Owner, PREFIX, Slots};
 use crate::access::cdi;
@@ -152,7 +153,7 @@ struct Served {
     list: watch::Sender<Vec<pb::Device>>,
     stop: CancellationToken,
     socket: PathBuf,
-    identity: Option<(u64, u64)>,
+    identity: Option<FileId>,
     registered: bool,
 }
 
@@ -255,7 +256,10 @@ impl Manager {
     /// Serves what the offers ask for until they close; the servers stop
     /// when the manager is dropped (the process stopping).
     async fn run(mut self, mut offers: watch::Receiver<Offers>) {
-        remove_stale_sockets(&self.dir);
+        let dir = self.dir.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || remove_stale_sockets(&dir)).await {
+            warn!(%error, "failed to remove stale sockets");
+        }
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cdi = self.shared.cdi.clone();
@@ -432,12 +436,23 @@ impl Manager {
         // shows as a new stamp at the next poll.
         self.dir_seen = stamp;
         self.polls_since_full_check = 0;
-        let lost: Vec<String> = self
+        // One stat per socket: off the async workers.
+        let sockets: Vec<(String, PathBuf, Option<FileId>)> = self
             .servers
             .iter()
-            .filter(|(_, s)| kubelet::identity(&s.socket) != s.identity)
-            .map(|(r, _)| r.clone())
+            .map(|(r, s)| (r.clone(), s.socket.clone(), s.identity))
             .collect();
+        let lost = tokio::task::spawn_blocking(move || {
+            let changed = sockets
+                .into_iter()
+                .filter(|(_, socket, identity)| kubelet::identity(socket) != *identity);
+            changed.map(|(r, _, _)| r).collect::<Vec<String>>()
+        })
+        .await
+        .unwrap_or_else(|error| {
+            warn!(%error, "failed to look at the device plugins' sockets");
+            vec![]
+        });
         for resource in lost {
             if let Some(served) = self.servers.remove(&resource) {
                 info!(%resource, "the device plugin's socket was removed; serving it again");

@@ -5,7 +5,7 @@
 //!
 //! | object | field | written by | field manager |
 //! |---|---|---|---|
-//! | Device | metadata (owner, [`SET_LABEL`], [`SPEC_HASH`]) and spec | every agent that sees it, identical values | [`agent_manager`] |
+//! | Device | metadata (owner, [`SET_LABEL`], [`SCOPE_LABEL`], [`SPEC_HASH`]) and spec | every agent that sees it, identical values | [`agent_manager`] |
 //! | Device | its node's entry in `status.nodes` | that node's agent | [`agent_manager`] |
 //! | Device | its node's entries in `status.allocations` (never forced: a slot another node holds is a conflict) | that node's agent | [`slots_manager`] |
 //! | Device | `status.conditions` | the controller | [`CONTROLLER`] |
@@ -58,6 +58,41 @@ pub const DEVICE_LABEL: &str = "ambit.dev/device";
 /// Label and annotation: the node a broker pod is for (the label only when
 /// the name fits a label value).
 pub const NODE_LABEL: &str = "ambit.dev/node";
+
+/// Label: whose agents watch a Device. A node-local Device carries its
+/// node's name, a shared one [`SHARED_SCOPE`], and each agent watches only
+/// [`scope_selector`] of its node: a node's local Devices are not sent to
+/// every other node's agent (with 100 agents, each local Device write
+/// would otherwise be sent 100 times). A node whose name does not fit a
+/// label value (over 63 characters) labels its local Devices with nothing
+/// and its agent watches every Device, as before the label.
+pub const SCOPE_LABEL: &str = "ambit.dev/scope";
+
+/// [`SCOPE_LABEL`]'s value on shared Devices. A node named `shared` is not
+/// a problem: its agent watches the one value, and other agents also get
+/// its local Devices, which they leave alone as they always did.
+pub const SHARED_SCOPE: &str = "shared";
+
+/// The longest label value.
+const MAX_LABEL_VALUE: usize = 63;
+
+/// [`SCOPE_LABEL`]'s value for a Device of `node` (`None`: a shared
+/// Device); `None` when that node's name does not fit a label value.
+pub fn scope(node: Option<&str>) -> Option<String> {
+    match node {
+        None => Some(SHARED_SCOPE.to_owned()),
+        Some(node) if node.len() <= MAX_LABEL_VALUE => Some(node.to_owned()),
+        Some(_) => None,
+    }
+}
+
+/// The label selector of the Devices `node`'s agent needs: its own local
+/// Devices and every shared one; `None` (watch every Device) when the
+/// node's name does not fit a label value.
+pub fn scope_selector(node: &str) -> Option<String> {
+    let own = scope(Some(node))?;
+    Some(format!("{SCOPE_LABEL} in ({SHARED_SCOPE},{own})"))
+}
 
 /// Annotation: a hash of what the object was built from. On a Device, the
 /// agent's hash of its spec, so agents on other nodes can tell from a
@@ -113,9 +148,26 @@ mod tests {
     fn resources_are_in_the_api_group() {
         assert_eq!(resource("cams-0123"), "ambit.dev/cams-0123");
         assert!(RESOURCE_PREFIX.starts_with(crate::GROUP));
-        for key in [SET_LABEL, DEVICE_LABEL, NODE_LABEL, SPEC_HASH] {
+        for key in [SET_LABEL, DEVICE_LABEL, NODE_LABEL, SCOPE_LABEL, SPEC_HASH] {
             assert!(key.starts_with("ambit.dev/"), "{key}");
         }
+    }
+
+    #[test]
+    fn an_agent_watches_its_own_devices_and_the_shared_ones() {
+        assert_eq!(scope(None).as_deref(), Some("shared"));
+        assert_eq!(scope(Some("edge-1")).as_deref(), Some("edge-1"));
+        assert_eq!(
+            scope_selector("edge-1").as_deref(),
+            Some("ambit.dev/scope in (shared,edge-1)")
+        );
+        let long = format!("{}.example.com", "n".repeat(60));
+        assert_eq!(scope(Some(&long)), None, "too long for a label value");
+        assert_eq!(
+            scope_selector(&long),
+            None,
+            "its agent watches every Device"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use ambit_crds::contract::{SET_LABEL, SPEC_HASH};
+use ambit_crds::contract::{self, SET_LABEL, SPEC_HASH};
 use ambit_crds::v1alpha1::{
     Device, DeviceNode, DeviceSet, DeviceSetNodeStatus, DeviceSpec, HandlerState, Mount,
 };
@@ -137,6 +137,9 @@ pub fn device_object(name: &str, set: &SetKey, info: &SetInfo, spec: DeviceSpec)
     let mut labels = BTreeMap::new();
     if set.name.len() <= 63 {
         labels.insert(SET_LABEL.to_owned(), set.name.clone());
+    }
+    if let Some(scope) = contract::scope(spec.node.as_deref()) {
+        labels.insert(contract::SCOPE_LABEL.to_owned(), scope);
     }
     let annotations = BTreeMap::from([(SPEC_HASH.to_owned(), spec_hash(&spec))]);
     Device {
@@ -270,7 +273,18 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str()),
             ("DeviceSet", "u-1")
         );
-        assert_eq!(object.metadata.labels.unwrap()[SET_LABEL], "cams");
+        let labels = object.metadata.labels.unwrap();
+        assert_eq!(labels[SET_LABEL], "cams");
+        assert_eq!(
+            labels[contract::SCOPE_LABEL],
+            "n",
+            "a local Device: its node"
+        );
+        let mut device = sdk::Device::new("x");
+        device.shared = true;
+        let spec = device_spec(&key, &info, &device, "n");
+        let labels = device_object("cams-2", &key, &info, spec).metadata.labels;
+        assert_eq!(labels.unwrap()[contract::SCOPE_LABEL], "shared");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ambit_crds::contract;
 use ambit_crds::v1alpha1::Device;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -71,7 +72,14 @@ async fn run(
     first: oneshot::Sender<Vec<Device>>,
 ) -> Result<(), &'static str> {
     let api: Api<Device> = scoped(client, namespace.as_deref());
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    // Only this node's local Devices and the shared ones (see
+    // contract::SCOPE_LABEL): other nodes' local Devices are none of its
+    // business, and with many nodes they would be most of the traffic.
+    let config = match contract::scope_selector(&node) {
+        Some(selector) => watcher::Config::default().labels(&selector),
+        None => watcher::Config::default(),
+    };
+    let events = watcher(api, config).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut feed = Feed {
         follower: Follower::new(&node),

@@ -3,6 +3,8 @@
 //!
 //! - A: one agent, one node, a DeviceSet of 1,000 local debug-echo devices.
 //! - B: ten agents on ten nodes seeing the same 1,000 shared devices.
+//! - C (not run by default): `AMBIT_BENCH_NODES` agents, each seeing its own
+//!   `AMBIT_BENCH_DEVICES` local devices (issue 16's C is 100 × 100).
 //!
 //! For each: convergence time (DeviceSet applied → every Device with every
 //! node entry, seen through a watch), API requests per device and node
@@ -17,8 +19,8 @@
 //! | `AMBIT_BENCH_RUNS` | 3 | runs per scenario (median, min, max) |
 //! | `AMBIT_BENCH_QUIET_SECS` | 300 | the steady-state window, on the last run of each scenario |
 //! | `AMBIT_BENCH_IDLE_SECS` | 10 | agents ready → DeviceSet created (the control plane settles) |
-//! | `AMBIT_BENCH_DEVICES` | 1000 | devices in the DeviceSet |
-//! | `AMBIT_BENCH_NODES` | 10 | nodes (agents) in scenario B |
+//! | `AMBIT_BENCH_DEVICES` | 1000 | devices in the DeviceSet (in C: per node) |
+//! | `AMBIT_BENCH_NODES` | 10 | nodes (agents) in scenarios B and C |
 //! | `AMBIT_BENCH_SCENARIOS` | a,b | which scenarios |
 //! | `AMBIT_BENCH_METRICS_DIR` | — | keep kube-apiserver's raw /metrics scrapes there |
 //! | `AMBIT_BENCH_JSON` | — | append each scenario's figures to this file, one JSON object a line (`json.rs`); a relative path is from `agent/`, where cargo runs the bench |
@@ -104,7 +106,13 @@ async fn bench(config: Config) -> anyhow::Result<()> {
                 devices: config.devices,
                 shared: true,
             },
-            other => anyhow::bail!("no scenario {other:?} (a, b)"),
+            "c" => Scenario {
+                name: "C",
+                nodes: config.nodes,
+                devices: config.devices,
+                shared: false,
+            },
+            other => anyhow::bail!("no scenario {other:?} (a, b, c)"),
         });
     }
     for scenario in scenarios {

@@ -1,11 +1,11 @@
 //! The caches the reconcilers read: one reflector per kind, configured
-//! here once, with managed fields dropped from what is kept (they are most
-//! of an object's size and never read), and the indexes kept up to date
-//! from the same events.
+//! here once, keeping only what the reconcilers read (`crate::trim`:
+//! managed fields, and most of a broker pod), and the indexes kept up to
+//! date from the same events.
 //!
 //! ```text
 //!  watch (per kind) ─► reflector store ─┬─► Stores (read by reconcilers)
-//!                                       ├─► Indexes (pods by owner / by set, Devices by set)
+//!                                       ├─► Indexes (pods by owner / by set, Devices by set / by node)
 //!                                       ├─► Forget: Devices, DeviceSets, Nodes that left
 //!                                       └─► Triggers: the controllers' inputs, after the store has it
 //! ```
@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 
 use crate::index::{self, Index, KeyFn};
 use crate::labels;
+use crate::trim;
 
 /// Caches of what the reconcilers read.
 #[derive(Clone)]
@@ -207,6 +208,7 @@ pub fn start(
         d,
         vec![],
         departures(&forget, Kind::DeviceSet, |s: &DeviceSet| s.uid()),
+        trim::managed_fields,
     );
     let (devices, [device_devices, set_devices]) = reflect(
         api(client, ns),
@@ -217,6 +219,7 @@ pub fn start(
             (i.clone(), |x| &x.devices_by_node, seen_by),
         ],
         departures(&forget, Kind::Device, |d: &Device| d.uid()),
+        trim::managed_fields,
     );
     let (pods, [device_pods, set_pods]) = reflect(
         api(client, ns),
@@ -227,24 +230,47 @@ pub fn start(
             (i.clone(), |x| &x.pods_by_set, pod_set),
         ],
         None,
+        trim::pod,
     );
-    let (jobs, [device_jobs]) = reflect(api(client, ns), owned.clone(), d, vec![], None);
-    let (services, [device_services, set_services]) =
-        reflect(api(client, ns), owned.clone(), d, vec![], None);
+    let (jobs, [device_jobs]) = reflect(
+        api(client, ns),
+        owned.clone(),
+        d,
+        vec![],
+        None,
+        trim::managed_fields,
+    );
+    let (services, [device_services, set_services]) = reflect(
+        api(client, ns),
+        owned.clone(),
+        d,
+        vec![],
+        None,
+        trim::managed_fields,
+    );
     let (nodes, [device_nodes]) = reflect(
         Api::all(client.clone()),
         all(),
         d,
         vec![],
         departures(&forget, Kind::Node, |n: &Node| Some(n.name_any())),
+        trim::managed_fields,
     );
-    let (claim_templates, []) = reflect(api(client, ns), owned, d, vec![], None);
+    let (claim_templates, []) = reflect(
+        api(client, ns),
+        owned,
+        d,
+        vec![],
+        None,
+        trim::managed_fields,
+    );
     let (slices, []) = reflect(
         Api::all(client.clone()),
         watcher::Config::default().labels(&labels::slice_selector(ns)),
         d,
         vec![],
         None,
+        trim::managed_fields,
     );
     let stores = Stores {
         sets,
@@ -338,6 +364,7 @@ fn reflect<K, const N: usize>(
     drivers: &mut Vec<BoxFuture<'static, ()>>,
     indexes: Vec<IndexEntry<K>>,
     departures: Option<Departures<K>>,
+    trim: fn(&mut K),
 ) -> (Store<K>, [Trigger<K>; N])
 where
     K: Resource<DynamicType = ()>
@@ -356,8 +383,8 @@ where
         senders.push(sender);
         trigger
     });
-    // Managed fields are most of an object's size and never read here.
-    let objects = watcher(api, config).modify(|object| object.meta_mut().managed_fields = None);
+    // Only what the reconcilers read is kept (crate::trim).
+    let objects = watcher(api, config).modify(trim);
     let stream = reflector::reflector(writer, objects)
         .default_backoff()
         .for_each(move |event| {

@@ -34,6 +34,7 @@ mod pools;
 mod set;
 mod summary;
 mod timing;
+mod trim;
 mod workloads;
 mod writes;
 

@@ -156,6 +156,24 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(0, usize::from)
 }
 
+/// Appends `line` to `path` as one line of JSON (the scale benches'
+/// `AMBIT_BENCH_JSON`, read by `scripts/plot-benchmarks.py`).
+pub fn append_json_line(
+    path: &std::path::Path,
+    line: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut text = serde_json::to_string(line).context("failed to encode the JSON line")?;
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("failed to open {} to append to", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("failed to append to {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,8 @@
 //!  runs of a scenario ─► ScenarioLine (serde) ─► one line appended to $AMBIT_BENCH_JSON
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::report::{agent_write, command, median, mib, per_device, secs, stats};
@@ -124,14 +122,5 @@ fn median_of(runs: &[Figures], figure: impl Fn(&Figures) -> f64) -> f64 {
 
 /// Appends `line` to `path` as one line of JSON.
 pub fn append(path: &Path, line: &ScenarioLine) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string(line).context("failed to encode the JSON line")?;
-    text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("failed to open {} to append to", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("failed to append to {}", path.display()))?;
-    Ok(())
+    ambit_tests::bench::append_json_line(path, line)
 }

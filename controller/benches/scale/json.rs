@@ -4,10 +4,8 @@
 //! bench prints.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 /// The run's line. Times in seconds, memory in MiB.
@@ -85,14 +83,5 @@ pub fn timestamp() -> String {
 
 /// Appends `line` to `path` as one line of JSON.
 pub fn append(path: &Path, line: &RunLine) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string(line).context("failed to encode the JSON line")?;
-    text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("failed to open {} to append to", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("failed to append to {}", path.display()))?;
-    Ok(())
+    ambit_tests::bench::append_json_line(path, line)
 }

@@ -226,17 +226,7 @@ async fn bench(
 /// Waits for `namespace`'s default ServiceAccount (pods cannot be created
 /// before it).
 async fn default_account(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), namespace);
-    ambit_tests::wait::until(
-        &accounts,
-        "default",
-        Duration::from_secs(60),
-        "the default ServiceAccount",
-        |sa: Option<&_>| sa.is_some(),
-    )
-    .await?;
-    Ok(())
+    ambit_tests::env::default_service_account(client, namespace, Duration::from_secs(60)).await
 }
 
 fn mib(bytes: u64) -> f64 {

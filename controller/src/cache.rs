@@ -331,6 +331,22 @@ where
         .collect()
 }
 
+/// References to the objects named (`namespace/name`) by `names`, for a
+/// trigger to enqueue: no cache read (an index and its cache follow the
+/// same events).
+pub fn refs<K>(names: &[String]) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    names
+        .iter()
+        .map(|n| {
+            let (ns, name) = index::split(n);
+            ObjectRef::new(name).within(ns)
+        })
+        .collect()
+}
+
 /// Whether the cache still holds `object` itself (the same name and uid;
 /// one recreated under its name is another object).
 pub fn holds<K>(store: &Store<K>, object: &K) -> bool

@@ -240,8 +240,7 @@ async fn controllers(
     // Triggered by the caches themselves (crate::cache): one watch per
     // kind, and every trigger arrives after its cache has it.
     let Triggers { device: t, set: st } = triggers;
-    let (devices_of_set, index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
-    let (devices_of_node, node_index) = (ctx.stores.devices.clone(), ctx.indexes.clone());
+    let (index, node_index) = (ctx.indexes.clone(), ctx.indexes.clone());
     // A Node's status is rewritten by every heartbeat; only the events that
     // change what a Device reads of it (health, hostname label, existence)
     // reach the Devices it sees.
@@ -258,17 +257,10 @@ async fn controllers(
         .owns_shared_stream(t.services)
         .watches_shared_stream(t.sets, move |set: Arc<DeviceSet>| {
             let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
-            cache::lookup(&devices_of_set, &index.devices_by_set.get(&key))
-                .iter()
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
+            cache::refs::<Device>(&index.devices_by_set.get(&key))
         })
         .watches_shared_stream(node_events, move |node: Arc<Node>| {
-            let seen = node_index.devices_by_node.get(&node.name_any());
-            cache::lookup(&devices_of_node, &seen)
-                .iter()
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
+            cache::refs::<Device>(&node_index.devices_by_node.get(&node.name_any()))
         })
         .with_config(reconciles())
         .run(device::reconcile, device::error_policy, ctx.clone())

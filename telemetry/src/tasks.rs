@@ -105,13 +105,18 @@ fn describe(error: JoinError) -> String {
     if error.is_cancelled() {
         return "was cancelled".to_owned();
     }
+    format!("panicked: {}", panic_message(error))
+}
+
+/// What the panic that ended a task said (`error` must be a panic, not a
+/// cancellation).
+pub fn panic_message(error: JoinError) -> String {
     let panic = error.into_panic();
-    let message = panic
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned());
-    format!("panicked: {message}")
+        .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
 #[cfg(test)]

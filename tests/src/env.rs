@@ -86,16 +86,7 @@ impl TestEnv {
     /// Waits until the namespace's `default` ServiceAccount exists (the
     /// controller-manager makes it), which pods need before they can be created.
     pub async fn wait_for_default_service_account(&self) -> anyhow::Result<()> {
-        let api = self.api::<ServiceAccount>();
-        crate::wait::until(
-            &api,
-            "default",
-            Duration::from_secs(30),
-            "the default ServiceAccount",
-            |sa: Option<&ServiceAccount>| sa.is_some(),
-        )
-        .await
-        .map(drop)
+        default_service_account(&self.client, &self.namespace, Duration::from_secs(30)).await
     }
 }
 
@@ -150,4 +141,24 @@ fn sanitize(test: &str) -> String {
         .collect();
     name.truncate(50);
     name.trim_matches('-').to_owned()
+}
+
+/// Waits until `namespace`'s `default` ServiceAccount exists (the
+/// controller-manager makes it), which pods need before they can be
+/// created; for at most `timeout`.
+pub async fn default_service_account(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    crate::wait::until(
+        &api,
+        "default",
+        timeout,
+        "the default ServiceAccount",
+        |sa: Option<&ServiceAccount>| sa.is_some(),
+    )
+    .await
+    .map(drop)
 }

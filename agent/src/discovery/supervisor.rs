@@ -19,7 +19,7 @@
 //! discovery goes on. A task that returns means the recorder is gone: the
 //! supervisor stops.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ambit_crds::v1alpha1::{DeviceSet, Discovery};
@@ -69,9 +69,8 @@ pub struct Supervisor {
     sent: BTreeMap<SetKey, (SetInfo, Option<Duration>)>,
     unavailable: BTreeSet<SetKey>,
     running: BTreeMap<SetKey, Running>,
-    /// Every discovery task, and which set each runs for.
+    /// Every discovery task (which set each runs for: [`Running::task`]).
     tasks: JoinSet<()>,
-    task_sets: HashMap<tokio::task::Id, SetKey>,
     restarts: Restarts,
     /// The watch's relist bookkeeping: sets deleted while it was away.
     relist: Relist<SetKey>,
@@ -121,7 +120,6 @@ impl Supervisor {
             unavailable: BTreeSet::new(),
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
-            task_sets: HashMap::new(),
             restarts: Restarts::default(),
             relist: Relist::default(),
         }
@@ -211,19 +209,21 @@ impl Supervisor {
             Ok((id, ())) => *id,
             Err(error) => error.id(),
         };
-        let key = self.task_sets.remove(&id);
         let panic = match ended {
             Ok(_) => return Err(Stopped::RecorderGone),
-            Err(error) if error.is_panic() => panic_message(error),
+            Err(error) if error.is_panic() => ambit_telemetry::tasks::panic_message(error),
+            // Aborted: its set went or its task was replaced.
             Err(_) => return Ok(()),
         };
-        let Some(key) = key else { return Ok(()) };
-        let Some(running) = self.running.get_mut(&key) else {
+        // A crash is rare: the set is found by a look over the running ones.
+        let crashed = self
+            .running
+            .iter_mut()
+            .find(|(_, r)| r.task.as_ref().map(AbortHandle::id) == Some(id));
+        let Some((key, running)) = crashed else {
             return Ok(());
         };
-        if running.task.as_ref().map(AbortHandle::id) != Some(id) {
-            return Ok(());
-        }
+        let key = key.clone();
         running.task = None;
         let delay = self.restarts.crashed(&key, running.started, Instant::now());
         error!(set = %key, handler = %running.handler, %panic, ?delay, "discovery crashed; restarting it");
@@ -320,7 +320,6 @@ impl Supervisor {
         let handle = self
             .tasks
             .spawn(tracing::Instrument::instrument(task.run(), span));
-        self.task_sets.insert(handle.id(), key.clone());
         self.running.insert(
             key.clone(),
             Running {
@@ -340,18 +339,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// What a crashed task's panic said.
-fn panic_message(error: JoinError) -> String {
-    let payload = error.into_panic();
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic without a message".to_owned()
     }
 }
 

@@ -55,6 +55,8 @@ if ! $plot_only; then
   say "building the benches (release)"
   cargo bench -p ambit-agent --bench scale --no-run
   cargo bench -p ambit-controller --bench scale --no-run
+  # Scenario B's controller (it folds the agents' reports into the Devices).
+  cargo build --release -p ambit-controller
 
   for devices in ${AMBIT_SWEEP_DEVICES:-100 300 1000}; do
     say "agent, scenario A: $devices devices"

@@ -190,8 +190,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
     };
     let events = recording::events::Events::new(client.clone(), &node_name, metrics.clone());
 
-    // The one Device watch. Its first listing is what a previous run
-    // recorded: the recorder takes it over before anything else runs.
+    // The one Device watch. Its first listing, with this node's
+    // DeviceReports, is what a previous run recorded: the recorder takes
+    // it over before anything else runs.
     let (inputs, receiver) = mpsc::channel(1024);
     let (followed, watch) = recording::devices::follow(
         client.clone(),
@@ -201,13 +202,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
     );
     tasks.spawn("device watch", watch);
     let recording::devices::Followed { recorded, offers } = followed;
-    let recorded = tokio::select! {
-        recorded = recorded => recorded.unwrap_or_default(),
+    let first = async {
+        let reports =
+            recording::reports::list_own(client.clone(), namespace.as_deref(), &node_name);
+        let (recorded, reports) = tokio::join!(recorded, reports);
+        (recorded.unwrap_or_default(), reports)
+    };
+    let (recorded, reports) = tokio::select! {
+        first = first => first,
         ended = tasks.ended() => return Err(stopped(ended, &unhealthy)),
         () = &mut shutdown => return Ok(()),
     };
-    let recorder = recording::recorder::Recorder::new(writer, events, &recorded);
-    drop(recorded);
+    let recorder = recording::recorder::Recorder::new(writer, events, &recorded, &reports);
+    drop((recorded, reports));
     tasks.spawn("recorder", recorder.run(receiver));
 
     // Handlers: embedded now, external as they register.

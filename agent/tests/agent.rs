@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ambit_crds::v1alpha1::{Device, DeviceSet, HandlerState};
 use ambit_tests::agents::{Agent, ExternalHandler};
+use ambit_tests::controllers::Controller;
 use ambit_tests::{TestEnv, nodes, wait};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -42,6 +43,13 @@ async fn agents(env: &TestEnv, count: usize) -> anyhow::Result<Vec<Agent>> {
     Ok(agents)
 }
 
+/// The controller, which folds the agents' DeviceReports into shared
+/// Devices: without it a shared device is reported but has no Device.
+fn fold(env: &TestEnv) -> anyhow::Result<Controller> {
+    let binary = Controller::sibling_binary(AGENT, "ambit-controller")?;
+    Controller::start(env.control_plane, &binary, &env.namespace, "fold")
+}
+
 fn echo_set(name: &str, handler: &str, details: Value) -> anyhow::Result<DeviceSet> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
@@ -70,6 +78,7 @@ fn sorted(names: &[&Agent]) -> Vec<String> {
 #[tokio::test]
 async fn a_shared_device_is_one_device_with_an_entry_per_node() -> anyhow::Result<()> {
     let env = env("shared").await?;
+    let _controller = fold(&env)?;
     let agents = agents(&env, 3).await?;
     let sets: Api<DeviceSet> = env.api();
     let details =
@@ -178,6 +187,7 @@ async fn writes(agent: &Agent) -> anyhow::Result<f64> {
 #[tokio::test]
 async fn an_agent_restart_changes_nothing() -> anyhow::Result<()> {
     let env = env("restart").await?;
+    let _controller = fold(&env)?;
     let mut agents = agents(&env, 2).await?;
     let sets: Api<DeviceSet> = env.api();
     sets.create(
@@ -376,6 +386,7 @@ fn handler_binary() -> anyhow::Result<PathBuf> {
 async fn a_handler_that_registers_late_is_used_within_a_second_and_survives_restarts()
 -> anyhow::Result<()> {
     let env = env("late-handler").await?;
+    let _controller = fold(&env)?;
     let agents = agents(&env, 1).await?;
     let sets: Api<DeviceSet> = env.api();
     let details = json!({ "shared": true, "devices": ["ext-1", "ext-2"] });

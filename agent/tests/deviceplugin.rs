@@ -372,6 +372,14 @@ async fn devices_are_served_allocated_reclaimed_and_withdrawn() -> anyhow::Resul
 async fn two_nodes_never_hold_one_slot_of_a_shared_device() -> anyhow::Result<()> {
     let env = TestEnv::new("dp-shared").await?;
     ambit_tests::crds::install(&env.client).await?;
+    // The controller folds the nodes' reports into the shared Devices.
+    let binary = ambit_tests::controllers::Controller::sibling_binary(AGENT, "ambit-controller")?;
+    let _controller = ambit_tests::controllers::Controller::start(
+        env.control_plane,
+        &binary,
+        &env.namespace,
+        "fold",
+    )?;
     let agents = agents(&env, 2, &[]).await?;
     create_set(
         &env,

@@ -3,7 +3,7 @@
 //! chart's `helm test` Pod runs it (deploy/helm/ambit/templates/tests/).
 //!
 //! ```text
-//!  CRDs devicesets/devices.ambit.dev ──get──► Established, v1alpha1 served
+//!  CRDs devicesets/devices/devicereports.ambit.dev ──get──► Established, v1alpha1 served
 //!  DeviceSets in --namespace ──list──► the API answers
 //!  DaemonSets  component=agent   ──list──► numberReady == desired > 0
 //!  DaemonSets  component=handler ──list──► likewise, or skip when none

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ambit_crds::contract::SET_LABEL;
-use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_crds::v1alpha1::{Device, DeviceReport, DeviceSet};
 use futures::StreamExt;
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::future::BoxFuture;
@@ -49,6 +49,8 @@ pub struct Stores {
     pub sets: Store<DeviceSet>,
     /// Devices.
     pub devices: Store<Device>,
+    /// The nodes' reports of shared devices.
+    pub reports: Store<DeviceReport>,
     /// Broker pods (labelled with a DeviceSet).
     pub pods: Store<Pod>,
     /// Broker Jobs.
@@ -96,12 +98,26 @@ pub struct SetTriggers {
     pub services: Trigger<Service>,
 }
 
-/// Both controllers' inputs.
+/// The shared-Device controller's inputs (it reconciles DeviceSets).
+pub struct SharedTriggers {
+    /// DeviceSets (its own kind).
+    pub sets: Trigger<DeviceSet>,
+    /// DeviceReports (each triggers its set).
+    pub reports: Trigger<DeviceReport>,
+    /// Devices (a shared one deleted triggers its set).
+    pub devices: Trigger<Device>,
+    /// Nodes (each triggers the sets it reports for).
+    pub nodes: Trigger<Node>,
+}
+
+/// Every controller's inputs.
 pub struct Triggers {
     /// The Device controller's.
     pub device: DeviceTriggers,
     /// The DeviceSet controller's.
     pub set: SetTriggers,
+    /// The shared-Device controller's.
+    pub shared: SharedTriggers,
 }
 
 /// Lookups over the caches (see [`crate::index`]).
@@ -115,6 +131,10 @@ pub struct Indexes {
     pub devices_by_set: Index,
     /// Devices by the name of every node their status lists.
     pub devices_by_node: Index,
+    /// DeviceReports by `namespace/set`.
+    pub reports_by_set: Index,
+    /// DeviceReports by their node.
+    pub reports_by_node: Index,
 }
 
 /// The kinds whose departures are reported.
@@ -200,9 +220,16 @@ pub fn start(
         let entries = d.status.iter().flat_map(|s| &s.nodes);
         entries.map(|n| n.node.clone()).collect()
     };
+    let report_set: KeyFn<DeviceReport> = |r| {
+        let ns = r.namespace();
+        ns.map(|ns| format!("{ns}/{}", r.spec.device_set))
+            .into_iter()
+            .collect()
+    };
+    let report_node: KeyFn<DeviceReport> = |r| vec![r.spec.node.clone()];
     let i = &indexes;
     let d = &mut drivers;
-    let (sets, [set_sets, device_sets]) = reflect(
+    let (sets, [set_sets, device_sets, shared_sets]) = reflect(
         api(client, ns),
         all(),
         d,
@@ -210,7 +237,7 @@ pub fn start(
         departures(&forget, Kind::DeviceSet, |s: &DeviceSet| s.uid()),
         trim::managed_fields,
     );
-    let (devices, [device_devices, set_devices]) = reflect(
+    let (devices, [device_devices, set_devices, shared_devices]) = reflect(
         api(client, ns),
         all(),
         d,
@@ -219,6 +246,17 @@ pub fn start(
             (i.clone(), |x| &x.devices_by_node, seen_by),
         ],
         departures(&forget, Kind::Device, |d: &Device| d.uid()),
+        trim::managed_fields,
+    );
+    let (reports, [shared_reports]) = reflect(
+        api(client, ns),
+        all(),
+        d,
+        vec![
+            (i.clone(), |x| &x.reports_by_set, report_set),
+            (i.clone(), |x| &x.reports_by_node, report_node),
+        ],
+        None,
         trim::managed_fields,
     );
     let (pods, [device_pods, set_pods]) = reflect(
@@ -248,7 +286,7 @@ pub fn start(
         None,
         trim::managed_fields,
     );
-    let (nodes, [device_nodes]) = reflect(
+    let (nodes, [device_nodes, shared_nodes]) = reflect(
         Api::all(client.clone()),
         all(),
         d,
@@ -275,6 +313,7 @@ pub fn start(
     let stores = Stores {
         sets,
         devices,
+        reports,
         pods,
         jobs,
         services,
@@ -297,6 +336,12 @@ pub fn start(
             pods: set_pods,
             services: set_services,
         },
+        shared: SharedTriggers {
+            sets: shared_sets,
+            reports: shared_reports,
+            devices: shared_devices,
+            nodes: shared_nodes,
+        },
     };
     (stores, indexes, triggers, drivers)
 }
@@ -307,6 +352,7 @@ impl Stores {
         let _ = futures::join!(
             self.sets.wait_until_ready(),
             self.devices.wait_until_ready(),
+            self.reports.wait_until_ready(),
             self.pods.wait_until_ready(),
             self.jobs.wait_until_ready(),
             self.services.wait_until_ready(),

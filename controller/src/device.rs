@@ -100,7 +100,14 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
     if let Some(recheck) = recheck {
         soonest(recheck);
     }
-    for node in &stale {
+    // A shared Device's entries are the fold's (crate::shared), which
+    // leaves out the same nodes.
+    let removable = if device.spec.shared {
+        &[][..]
+    } else {
+        &stale[..]
+    };
+    for node in removable {
         ctx.writer.remove_entry(&namespace, &name, node).await?;
         ctx.writer.event(
             device,

@@ -16,6 +16,22 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// Applying a shared Device's metadata and spec failed.
+    #[error("failed to apply shared Device {device}: {source}")]
+    ApplyDevice {
+        /// The Device.
+        device: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Applying a shared Device's node entries failed.
+    #[error("failed to apply the node entries of shared Device {device}: {source}")]
+    DeviceNodes {
+        /// The Device.
+        device: String,
+        /// The API error.
+        source: kube::Error,
+    },
     /// Writing a Device's conditions failed.
     #[error("failed to update the status of Device {device}: {source}")]
     DeviceStatus {
@@ -103,6 +119,8 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::RemoveEntry { .. } => "remove_entry",
+            Self::ApplyDevice { .. } => "apply_device",
+            Self::DeviceNodes { .. } => "device_nodes",
             Self::DeviceStatus { .. } => "device_status",
             Self::DeleteDevice { .. } => "delete_device",
             Self::CreatePod { .. } => "create_pod",

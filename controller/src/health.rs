@@ -77,6 +77,33 @@ impl NodeChanges {
     }
 }
 
+/// Whether a node's entries still count, from its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The node is Ready (or not known to be otherwise).
+    Counts,
+    /// NotReady, but still within the toleration: it counts for this long.
+    CountsFor(Duration),
+    /// Deleted, or NotReady for longer than the toleration.
+    Stale,
+}
+
+/// The standing of a node of health `health` (`None`: no such node).
+pub fn standing(health: Option<NodeHealth>, toleration: Duration, now: Timestamp) -> Standing {
+    match health {
+        None => Standing::Stale,
+        Some(NodeHealth::Ready) => Standing::Counts,
+        Some(NodeHealth::NotReadySince(since)) => {
+            let elapsed = now.duration_since(since).unsigned_abs();
+            if elapsed >= toleration {
+                Standing::Stale
+            } else {
+                Standing::CountsFor(toleration - elapsed)
+            }
+        }
+    }
+}
+
 /// The entries of `device` to remove, and when to look again for NotReady
 /// nodes whose toleration is not over yet. `node` gives the health of a
 /// node by name, from the complete, synced cache of nodes (`None`: no such
@@ -90,17 +117,11 @@ pub fn stale_entries(
     let mut remove = vec![];
     let mut recheck: Option<Duration> = None;
     for entry in device.status.iter().flat_map(|s| &s.nodes) {
-        match node(&entry.node) {
-            None => remove.push(entry.node.clone()),
-            Some(NodeHealth::Ready) => {}
-            Some(NodeHealth::NotReadySince(since)) => {
-                let elapsed = now.duration_since(since).unsigned_abs();
-                if elapsed >= toleration {
-                    remove.push(entry.node.clone());
-                } else {
-                    let left = toleration - elapsed;
-                    recheck = Some(recheck.map_or(left, |r| r.min(left)));
-                }
+        match standing(node(&entry.node), toleration, now) {
+            Standing::Stale => remove.push(entry.node.clone()),
+            Standing::Counts => {}
+            Standing::CountsFor(left) => {
+                recheck = Some(recheck.map_or(left, |r| r.min(left)));
             }
         }
     }

@@ -5,13 +5,16 @@
 //!
 //! ```text
 //!  Lease (kube-lease-manager) ─ leader? ─┬─ Device controller  (owns pods, Jobs, Services; watches sets, nodes)
-//!                                        └─ DeviceSet controller (owns its Service; watches Devices, pods)
+//!                                        ├─ DeviceSet controller (owns its Service; watches Devices, pods)
+//!                                        └─ shared-Device controller (per DeviceSet: folds the nodes' DeviceReports
+//!                                           into its shared Devices; watches reports, nodes)
 //!  both read from shared caches (Context) and write with field manager `ambit-controller`
 //! ```
 //!
 //! Inside, one way down (docs/controller.md, "Inside"): reconcilers
-//! (`device`, `set`) → `context` → `writes`, `cache`, `memory` → pure
-//! builders (`brokers`, `workloads`, `pools`, `health`, `summary`) →
+//! (`device`, `set`, `shared`) → `context` → `writes`, `cache`, `memory` →
+//! pure builders (`brokers`, `workloads`, `pools`, `health`, `summary`,
+//! `fold`) →
 //! `labels`, `timing`, `error`.
 //!
 //! See `docs/controller.md` for the rules (capacity, placement, node loss,
@@ -24,6 +27,7 @@ mod config;
 mod context;
 mod device;
 mod error;
+mod fold;
 mod health;
 mod index;
 mod labels;
@@ -32,6 +36,7 @@ mod memory;
 mod metrics;
 mod pools;
 mod set;
+mod shared;
 mod summary;
 mod timing;
 mod trim;
@@ -42,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_crds::contract::SET_LABEL;
-use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_crds::v1alpha1::{Device, DeviceReport, DeviceSet};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -239,7 +244,11 @@ async fn controllers(
 
     // Triggered by the caches themselves (crate::cache): one watch per
     // kind, and every trigger arrives after its cache has it.
-    let Triggers { device: t, set: st } = triggers;
+    let Triggers {
+        device: t,
+        set: st,
+        shared: sh,
+    } = triggers;
     let (index, node_index) = (ctx.indexes.clone(), ctx.indexes.clone());
     // A Node's status is rewritten by every heartbeat; only the events that
     // change what a Device reads of it (health, hostname label, existence)
@@ -278,7 +287,50 @@ async fn controllers(
             pod.namespace().map(|ns| ObjectRef::new(&set).within(&ns))
         })
         .with_config(reconciles())
-        .run(set::reconcile, set::error_policy, ctx)
+        .run(set::reconcile, set::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    // Shared Devices folded from the nodes' reports, per DeviceSet. Only a
+    // deleted shared Device triggers its set (the fold's own writes would
+    // otherwise trigger it once per Device), and only node events that
+    // change a node's health or existence.
+    let cached_devices = ctx.stores.devices.clone();
+    let deleted_shared = sh.devices.filter(move |device: &Arc<Device>| {
+        let gone = !cache::holds(&cached_devices, device.as_ref());
+        futures::future::ready(device.spec.shared && gone)
+    });
+    let (cached_nodes, mut node_changes) = (ctx.stores.nodes.clone(), NodeChanges::default());
+    let shared_node_events = sh.nodes.filter(move |node: &Arc<Node>| {
+        let present = cached_nodes
+            .get(&ObjectRef::from_obj(node.as_ref()))
+            .is_some();
+        futures::future::ready(node_changes.changed(node, present))
+    });
+    let (reports, report_index) = (ctx.stores.reports.clone(), ctx.indexes.clone());
+    let shared_controller = Controller::for_shared_stream(sh.sets, ctx.stores.sets.clone())
+        .watches_shared_stream(sh.reports, |report: Arc<DeviceReport>| {
+            let ns = report.namespace()?;
+            Some(ObjectRef::new(&report.spec.device_set).within(&ns))
+        })
+        .watches_shared_stream(deleted_shared, |device: Arc<Device>| {
+            let ns = device.namespace()?;
+            Some(ObjectRef::new(&device.spec.device_set).within(&ns))
+        })
+        .watches_shared_stream(shared_node_events, move |node: Arc<Node>| {
+            let names = report_index.reports_by_node.get(&node.name_any());
+            let mut sets: Vec<ObjectRef<DeviceSet>> = cache::lookup(&reports, &names)
+                .iter()
+                .filter_map(|r| {
+                    let ns = r.namespace()?;
+                    Some(ObjectRef::new(&r.spec.device_set).within(&ns))
+                })
+                .collect();
+            sets.sort_by_key(ToString::to_string);
+            sets.dedup();
+            sets
+        })
+        .with_config(reconciles().debounce(REPORTS_SETTLE))
+        .run(shared::reconcile, shared::error_policy, ctx)
         .for_each(|_| async {});
 
     // Shared devices' ResourceSlices whose Device is gone (cluster-scoped
@@ -311,9 +363,16 @@ async fn controllers(
         _ = drivers.next() => Err("a cache's watch ended"),
         () = device_controller => Err("the Device controller's stream ended"),
         () = set_controller => Err("the DeviceSet controller's stream ended"),
+        () = shared_controller => Err("the shared-Device controller's stream ended"),
         () = sweeper => Err("the ResourceSlice sweeper ended"),
     }
 }
+
+/// How long the shared-Device controller lets a set's reports settle
+/// before it folds them: agents that start together report within moments
+/// of each other, and one fold then writes each Device once, not once per
+/// node.
+const REPORTS_SETTLE: Duration = Duration::from_millis(500);
 
 /// How each controller runs its reconciles: at most 32 at once. Unbounded
 /// (kube-runtime's default), a controller that starts with 2,000 Devices

@@ -35,6 +35,9 @@ struct Entry {
     over_capacity: bool,
     /// Reconcile failures in a row.
     attempts: u32,
+    /// DeviceSet: what the fold last wrote to each of its shared Devices
+    /// (by name: a fingerprint of the write), and when.
+    folded: HashMap<String, (u64, Instant)>,
     /// Device: what it created that the cache has not shown yet (a pod's
     /// or claim template's key → when), so a reconcile that runs before
     /// the cache catches up does not create it again (the "expectations"
@@ -88,6 +91,28 @@ impl Memory {
     pub fn wrote(&self, uid: &str, summary: String) {
         self.with(Kind::Device, uid, |entry| {
             entry.written = Some((summary, Instant::now()));
+        });
+    }
+
+    /// Whether the fold should make a write of fingerprint `print` to the
+    /// shared Device `name` of the DeviceSet `uid`: not when it made the
+    /// same less than [`CACHE_LAG`] ago (the cache may not show it yet).
+    pub fn fold_due(&self, uid: &str, name: &str, print: u64) -> bool {
+        let recent = self.peek(Kind::DeviceSet, uid, |entry| {
+            matches!(entry.folded.get(name), Some((p, at)) if *p == print && at.elapsed() < CACHE_LAG)
+        });
+        !recent.unwrap_or(false)
+    }
+
+    /// Records the fold's writes (Device name, fingerprint) for the
+    /// DeviceSet `uid`, forgetting those older than [`CACHE_LAG`].
+    pub fn folded(&self, uid: &str, writes: impl IntoIterator<Item = (String, u64)>) {
+        self.with(Kind::DeviceSet, uid, |entry| {
+            entry.folded.retain(|_, (_, at)| at.elapsed() < CACHE_LAG);
+            let now = Instant::now();
+            entry
+                .folded
+                .extend(writes.into_iter().map(|(name, print)| (name, (print, now))));
         });
     }
 

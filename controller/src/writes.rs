@@ -14,7 +14,7 @@
 //! forced (the controller owns what it writes); creates name it too.
 
 use ambit_crds::contract;
-use ambit_crds::v1alpha1::{Device, DeviceSetStatus};
+use ambit_crds::v1alpha1::{Device, DeviceNodeStatus, DeviceSetStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::resource::v1::{ResourceClaimTemplate, ResourceSlice};
@@ -111,6 +111,43 @@ impl Writer {
         deleted(result).map_err(|source| Error::RemoveEntry {
             device: name.to_owned(),
             node: node.to_owned(),
+            source,
+        })
+    }
+
+    /// Applies a shared Device's metadata and spec (creating it if need be).
+    pub async fn apply_device(&self, device: &Device) -> Result<(), Error> {
+        let name = device.name_any();
+        self.api::<Device>(&device.namespace().unwrap_or_default())
+            .patch(&name, &apply_params(), &Patch::Apply(device))
+            .await
+            .map(drop)
+            .map_err(|source| Error::ApplyDevice {
+                device: name,
+                source,
+            })
+    }
+
+    /// Applies all of a shared Device's `status.nodes`, as
+    /// [`contract::NODES_MANAGER`]; a Device that is gone needs none.
+    pub async fn device_nodes(
+        &self,
+        namespace: &str,
+        name: &str,
+        nodes: &[DeviceNodeStatus],
+    ) -> Result<(), Error> {
+        let patch = json!({
+            "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
+            "metadata": { "name": name },
+            "status": { "nodes": nodes },
+        });
+        let params = PatchParams::apply(contract::NODES_MANAGER).force();
+        let result = self
+            .api::<Device>(namespace)
+            .patch_status(name, &params, &Patch::Apply(&patch))
+            .await;
+        deleted(result).map_err(|source| Error::DeviceNodes {
+            device: name.to_owned(),
             source,
         })
     }

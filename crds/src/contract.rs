@@ -5,11 +5,14 @@
 //!
 //! | object | field | written by | field manager |
 //! |---|---|---|---|
-//! | Device | metadata (owner, [`SET_LABEL`], [`SCOPE_LABEL`], [`SPEC_HASH`]) and spec | every agent that sees it, identical values | [`agent_manager`] |
-//! | Device | its node's entry in `status.nodes` | that node's agent | [`agent_manager`] |
-//! | Device | its node's entries in `status.allocations` (never forced: a slot another node holds is a conflict) | that node's agent | [`slots_manager`] |
-//! | Device | `status.conditions` | the controller | [`CONTROLLER`] |
-//! | Device | the entry of a node that is gone: an empty list applied as that node's agent | the controller | [`agent_manager`] |
+//! | local Device | metadata (owner, [`SET_LABEL`], [`SCOPE_LABEL`], [`SPEC_HASH`]) and spec | its node's agent | [`agent_manager`] |
+//! | local Device | its node's entry in `status.nodes` | its node's agent | [`agent_manager`] |
+//! | DeviceReport | the whole object: the shared devices one node sees for one DeviceSet | that node's agent | [`agent_manager`] |
+//! | shared Device | metadata and spec, from the reports (the report of the first node by name wins where they differ) | the controller | [`CONTROLLER`] |
+//! | shared Device | all of `status.nodes`: one entry per node whose report lists it, unless the node is gone | the controller | [`NODES_MANAGER`] |
+//! | any Device | its node's entries in `status.allocations` (never forced: a slot another node holds is a conflict) | that node's agent | [`slots_manager`] |
+//! | any Device | `status.conditions` | the controller | [`CONTROLLER`] |
+//! | local Device | the entry of a node that is gone: an empty list applied as that node's agent | the controller | [`agent_manager`] |
 //! | DeviceSet | its node's entry in `status.nodes` | that node's agent | [`agent_manager`] |
 //! | DeviceSet | the rest of `status` | the controller | [`CONTROLLER`] |
 //! | broker pods, Jobs, Services, ResourceClaimTemplates | the whole object, labelled [`SET_LABEL`] and [`DEVICE_LABEL`] (broker pods also [`NODE_LABEL`]); pods, Jobs and Services annotated [`SPEC_HASH`] | the controller | [`CONTROLLER`] |
@@ -17,10 +20,17 @@
 //! A Device no node sees any more is deleted by the controller once its
 //! grace period is over: the DeviceSet's `discovery.gracePeriodSeconds`, or
 //! [`default_grace`]; the agents keep a vanished device's entry for the same
-//! time. The ResourceSlices both sides publish follow the DRA model of the
+//! time (a shared device stays in the node's DeviceReport for it). The
+//! ResourceSlices both sides publish follow the DRA model of the
 //! `ambit-dra` crate (driver, pools, slice labels).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use crate::v1alpha1::{Device, DeviceSet, DeviceSpec};
 
 /// The agent's name: its field managers start with it, and it reports
 /// Events and manages its ResourceSlices under it.
@@ -29,6 +39,11 @@ pub const AGENT: &str = "ambit-agent";
 /// The controller's name, and its field manager for everything it writes;
 /// it also reports Events and manages its ResourceSlices under it.
 pub const CONTROLLER: &str = "ambit-controller";
+
+/// The controller's field manager for shared Devices' `status.nodes`,
+/// which it folds from the nodes' DeviceReports: not [`CONTROLLER`],
+/// since an apply of the conditions without the entries would delete them.
+pub const NODES_MANAGER: &str = "ambit-controller/nodes";
 
 /// The field manager of `node`'s agent, `ambit-agent/<node>`: Devices'
 /// metadata and spec, and the node's entries in Devices' and DeviceSets'
@@ -101,6 +116,57 @@ pub fn scope_selector(node: &str) -> Option<String> {
 /// of date.
 pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
 
+/// The hash of a Device's spec, as [`SPEC_HASH`] carries it.
+pub fn spec_hash(spec: &DeviceSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    Sha256::digest(json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The Device to apply, metadata and spec only: owned by its DeviceSet
+/// (`set_uid`), labelled [`SET_LABEL`] (when the name fits) and
+/// [`SCOPE_LABEL`], annotated [`SPEC_HASH`]. The agent applies local
+/// Devices so, the controller shared ones.
+pub fn device_object(name: &str, namespace: &str, set_uid: &str, spec: DeviceSpec) -> Device {
+    let mut labels = BTreeMap::new();
+    if spec.device_set.len() <= MAX_LABEL_VALUE {
+        labels.insert(SET_LABEL.to_owned(), spec.device_set.clone());
+    }
+    if let Some(scope) = scope(spec.node.as_deref()) {
+        labels.insert(SCOPE_LABEL.to_owned(), scope);
+    }
+    let annotations = BTreeMap::from([(SPEC_HASH.to_owned(), spec_hash(&spec))]);
+    Device {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![set_owner(&spec.device_set, set_uid)]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// The owner reference to the DeviceSet `name` (`uid`) that Devices and
+/// DeviceReports carry, so deleting the set deletes them.
+pub fn set_owner(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: DeviceSet::api_version(&()).into_owned(),
+        kind: DeviceSet::kind(&()).into_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
 /// The well-known label naming who manages an object: [`AGENT`] or
 /// [`CONTROLLER`] on the ResourceSlices they publish.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -142,6 +208,7 @@ mod tests {
         assert_eq!(agent_manager("edge-1"), "ambit-agent/edge-1");
         assert_eq!(slots_manager("edge-1"), "ambit-agent/edge-1/slots");
         assert_eq!(CONTROLLER, "ambit-controller");
+        assert!(NODES_MANAGER.starts_with(CONTROLLER));
     }
 
     #[test]

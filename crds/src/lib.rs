@@ -1,4 +1,4 @@
-//! Ambit's Kubernetes API: the `DeviceSet` and `Device` custom resources of
+//! Ambit's Kubernetes API: the `DeviceSet`, `Device` and `DeviceReport` custom resources of
 //! `ambit.dev/v1alpha1`, their condition vocabulary, the stable naming of
 //! Devices, and the [`contract`] between agents and controller (field
 //! managers, labels, annotations, grace defaults).
@@ -21,7 +21,11 @@ pub const GROUP: &str = "ambit.dev";
 
 /// Every custom resource definition of the API, in the order to apply them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![v1alpha1::DeviceSet::crd(), v1alpha1::Device::crd()]
+    vec![
+        v1alpha1::DeviceSet::crd(),
+        v1alpha1::Device::crd(),
+        v1alpha1::DeviceReport::crd(),
+    ]
 }
 
 /// The manifest file name of each CRD (`<plural>.<group>.yaml`) with its YAML.

@@ -1,4 +1,4 @@
-//! Stable names for Device objects.
+//! Stable names for Device and DeviceReport objects.
 //!
 //! A Device is named `<deviceset>-<hash>`, the hash taken over the set's name,
 //! the handler's id for the device and, for a local device, the node. The
@@ -26,17 +26,39 @@ pub fn device_name(device_set: &str, id: &str, node: Option<&str>) -> String {
         hasher.update(part.as_bytes());
     }
     hasher.update([u8::from(node.is_some())]);
-    let digest = hasher.finalize();
+    named(device_set, &hasher.finalize(), MAX_NAME_LEN)
+}
+
+/// The name of shard `shard` of the DeviceReport of `node` for
+/// `device_set`: `<deviceset>-r<hash>-<shard>`, within 63 characters.
+pub fn report_name(device_set: &str, node: &str, shard: u32) -> String {
+    let mut hasher = Sha256::new();
+    for part in [device_set, node] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let suffix = format!("-{shard}");
+    let base = named(
+        device_set,
+        &hasher.finalize(),
+        MAX_NAME_LEN - suffix.len() - 1,
+    );
+    let (prefix, hash) = base.rsplit_once('-').unwrap_or(("d", &base));
+    format!("{prefix}-r{hash}{suffix}")
+}
+
+/// `<prefix of name>-<hash>`, at most `max` characters, a DNS-1123 label.
+fn named(name: &str, digest: &[u8], max: usize) -> String {
     let hash: String = digest
         .iter()
         .take(HASH_HEX_LEN / 2)
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    let room = MAX_NAME_LEN - HASH_HEX_LEN - 1;
-    let prefix = device_set
-        .get(..room.min(device_set.len()))
-        .unwrap_or(device_set)
+    let room = max - HASH_HEX_LEN - 1;
+    let prefix = name
+        .get(..room.min(name.len()))
+        .unwrap_or(name)
         .trim_end_matches(['-', '.'])
         .replace('.', "-");
     if prefix.is_empty() {
@@ -49,6 +71,19 @@ pub fn device_name(device_set: &str, id: &str, node: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_names_are_per_set_node_and_shard() {
+        let a = report_name("cams", "edge-1", 0);
+        assert!(a.starts_with("cams-r") && a.ends_with("-0"), "{a}");
+        assert_eq!(a, report_name("cams", "edge-1", 0));
+        assert_ne!(a, report_name("cams", "edge-2", 0));
+        assert_ne!(a, report_name("cams", "edge-1", 1));
+        assert_ne!(a, report_name("cams2", "edge-1", 0));
+        let long = report_name(&"plant.a.".repeat(30), &"n".repeat(200), 255);
+        assert!(long.len() <= MAX_NAME_LEN, "{long}");
+        assert!(long.ends_with("-255"), "{long}");
+    }
 
     #[test]
     fn names_are_stable_and_distinct() {

@@ -302,7 +302,12 @@ pub fn scenario(scenario: Scenario, runs: &[Figures]) -> anyhow::Result<()> {
             .collect(),
         0,
     )?;
-    for (i, component) in crate::run::COMPONENTS.iter().enumerate() {
+    let components = runs.first().map(|f| f.control_plane.len()).unwrap_or(0);
+    for i in 0..components {
+        let component = runs
+            .first()
+            .and_then(|f| f.control_plane.get(i))
+            .map_or("?", |(name, _)| *name);
         row(
             &format!("{component} CPU, created → converged (% of one core)"),
             "%",

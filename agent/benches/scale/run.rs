@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ambit_crds::v1alpha1::{Device, DeviceSet};
 use ambit_tests::ControlPlane;
 use ambit_tests::agents::Agent;
+use ambit_tests::controllers::Controller;
 use ambit_tests::metrics::{ApiRequests, CpuTime, Memory, scrape_apiserver, sum_samples};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -30,6 +31,16 @@ use crate::kubelet::Kubelet;
 fn agent_binary() -> std::path::PathBuf {
     std::env::var_os("AMBIT_AGENT_BIN")
         .map_or_else(|| env!("CARGO_BIN_EXE_ambit-agent").into(), Into::into)
+}
+
+/// The controller beside this bench's agent build (`cargo build --release
+/// -p ambit-controller`); `AMBIT_CONTROLLER_BIN` names another one. Shared
+/// scenarios need it: it folds the agents' reports into the Devices.
+fn controller_binary() -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("AMBIT_CONTROLLER_BIN") {
+        Some(path) => Ok(path.into()),
+        None => Controller::sibling_binary(env!("CARGO_BIN_EXE_ambit-agent"), "ambit-controller"),
+    }
 }
 const NAMESPACE: &str = "bench";
 const SET: &str = "bench";
@@ -188,6 +199,16 @@ async fn measure(
     for agent in &agents {
         agent.wait_ready().await?;
     }
+    // Shared devices reach their Devices through the controller, as
+    // shipped; its CPU is reported beside the control plane's.
+    let controller = if scenario.shared {
+        let controller =
+            Controller::start(control_plane, &controller_binary()?, NAMESPACE, "bench")?;
+        controller.wait_leading(Duration::from_secs(60)).await?;
+        Some(controller)
+    } else {
+        None
+    };
     tokio::time::sleep(idle).await;
     let pids: Vec<u32> = agents
         .iter()
@@ -210,7 +231,8 @@ async fn measure(
             break;
         }
     }
-    let components: Vec<u32> = COMPONENTS
+    let mut names: Vec<&'static str> = COMPONENTS.to_vec();
+    let mut components: Vec<u32> = COMPONENTS
         .iter()
         .map(|name| {
             control_plane
@@ -218,6 +240,14 @@ async fn measure(
                 .ok_or_else(|| anyhow::anyhow!("{name} is not running"))
         })
         .collect::<anyhow::Result<_>>()?;
+    if let Some(controller) = &controller {
+        names.push("ambit-controller");
+        components.push(
+            controller
+                .pid()
+                .ok_or_else(|| anyhow::anyhow!("the controller is not running"))?,
+        );
+    }
     let (before, internals_before) = scrape(&client, options, "before").await?;
     let own_before = own_writes(&agents).await?;
     let cpu_before = cpu(&pids)?;
@@ -318,6 +348,7 @@ async fn measure(
         }
     }
     drop(agents);
+    drop(controller);
 
     Ok(Figures {
         first: first.unwrap_or(converged),
@@ -328,7 +359,7 @@ async fn measure(
         internals: internals_after.since(&internals_before),
         agents: agent_figures,
         floor,
-        control_plane: COMPONENTS
+        control_plane: names
             .iter()
             .zip(components_converge.iter().zip(&components_before))
             .map(|(name, (c, b))| (*name, c.saturating_sub(*b)))

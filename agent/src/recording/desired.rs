@@ -8,28 +8,20 @@
 
 use std::collections::BTreeMap;
 
-use ambit_crds::contract::{self, SET_LABEL, SPEC_HASH};
+use ambit_crds::contract::{self, SET_LABEL};
 use ambit_crds::v1alpha1::{
-    Device, DeviceNode, DeviceSet, DeviceSetNodeStatus, DeviceSpec, HandlerState, Mount,
+    Device, DeviceNode, DeviceReport, DeviceReportSpec, DeviceSet, DeviceSetNodeStatus, DeviceSpec,
+    HandlerState, Mount, ReportedDevice,
 };
 use ambit_discovery as sdk;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::recording::tracker::SetKey;
 
-/// The hash of a spec, as [`SPEC_HASH`] carries it.
-pub fn spec_hash(spec: &DeviceSpec) -> String {
-    use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(spec).unwrap_or_default();
-    Sha256::digest(json)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use contract::spec_hash;
 
 /// What the agent needs to know about a DeviceSet to write its Devices.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,34 +124,99 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// The Device object to apply: metadata (owner, label) and spec only.
+/// The Device object to apply: metadata (owner, labels) and spec only.
 pub fn device_object(name: &str, set: &SetKey, info: &SetInfo, spec: DeviceSpec) -> Device {
+    contract::device_object(name, &set.namespace, &info.uid, spec)
+}
+
+/// How many devices a DeviceReport shard is meant to hold: a report of a
+/// thousand debug-echo devices is about 120 kB, far under etcd's 1.5 MB.
+pub const PER_SHARD: usize = 1000;
+
+/// The most shards a node's report of one set has.
+pub const MAX_SHARDS: u32 = 256;
+
+/// How many shards a report of `devices` devices gets, given it has
+/// `current` now: more when a shard would hold over [`PER_SHARD`], fewer
+/// only when a quarter of the shards would do, so a count that hovers
+/// round a boundary does not reshard on every change.
+pub fn shards(current: u32, devices: usize) -> u32 {
+    let needed = u32::try_from(devices.div_ceil(PER_SHARD))
+        .unwrap_or(MAX_SHARDS)
+        .clamp(1, MAX_SHARDS);
+    let current = current.clamp(1, MAX_SHARDS);
+    if needed > current || needed <= current / 4 {
+        needed
+    } else {
+        current
+    }
+}
+
+/// The shard of `shards` that device `id` goes into.
+pub fn shard_of(id: &str, shards: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    let head = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    head % shards.max(1)
+}
+
+/// A shared device as this node reports it: the spec's device-specific
+/// parts, and since when it is seen.
+pub fn reported(spec: &DeviceSpec, since: Timestamp) -> ReportedDevice {
+    ReportedDevice {
+        id: spec.id.clone(),
+        since: Time(since),
+        properties: spec.properties.clone(),
+        device_nodes: spec.device_nodes.clone(),
+        mounts: spec.mounts.clone(),
+    }
+}
+
+/// A handler device rebuilt from what a previous run reported.
+pub fn device_from_report(reported: &ReportedDevice) -> sdk::Device {
+    device_from_spec(&DeviceSpec {
+        device_set: String::new(),
+        id: reported.id.clone(),
+        shared: true,
+        node: None,
+        capacity: 1,
+        properties: reported.properties.clone(),
+        device_nodes: reported.device_nodes.clone(),
+        mounts: reported.mounts.clone(),
+    })
+}
+
+/// Shard `shard` of this node's DeviceReport for `set`, to apply whole.
+pub fn report_object(
+    set: &SetKey,
+    set_uid: &str,
+    node: &str,
+    shard: u32,
+    devices: Vec<ReportedDevice>,
+) -> DeviceReport {
     let mut labels = BTreeMap::new();
-    if set.name.len() <= 63 {
-        labels.insert(SET_LABEL.to_owned(), set.name.clone());
+    for (key, value) in [
+        (SET_LABEL, &set.name),
+        (contract::NODE_LABEL, &node.to_owned()),
+    ] {
+        if value.len() <= 63 {
+            labels.insert(key.to_owned(), value.clone());
+        }
     }
-    if let Some(scope) = contract::scope(spec.node.as_deref()) {
-        labels.insert(contract::SCOPE_LABEL.to_owned(), scope);
-    }
-    let annotations = BTreeMap::from([(SPEC_HASH.to_owned(), spec_hash(&spec))]);
-    Device {
+    DeviceReport {
         metadata: ObjectMeta {
-            name: Some(name.to_owned()),
+            name: Some(ambit_crds::names::report_name(&set.name, node, shard)),
             namespace: Some(set.namespace.clone()),
             labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![OwnerReference {
-                api_version: DeviceSet::api_version(&()).into_owned(),
-                kind: DeviceSet::kind(&()).into_owned(),
-                name: set.name.clone(),
-                uid: info.uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: None,
-            }]),
+            owner_references: Some(vec![contract::set_owner(&set.name, set_uid)]),
             ..ObjectMeta::default()
         },
-        spec,
-        status: None,
+        spec: DeviceReportSpec {
+            device_set: set.name.clone(),
+            node: node.to_owned(),
+            shard: i32::try_from(shard).unwrap_or(i32::MAX),
+            devices,
+        },
     }
 }
 
@@ -285,6 +342,46 @@ mod tests {
         let spec = device_spec(&key, &info, &device, "n");
         let labels = device_object("cams-2", &key, &info, spec).metadata.labels;
         assert_eq!(labels.unwrap()[contract::SCOPE_LABEL], "shared");
+    }
+
+    #[test]
+    fn reports_reshard_only_when_far_off() {
+        assert_eq!(shards(1, 0), 1);
+        assert_eq!(shards(1, 1000), 1);
+        assert_eq!(shards(1, 1001), 2);
+        assert_eq!(shards(4, 2500), 4, "not resharded for a few devices less");
+        assert_eq!(shards(4, 1000), 1, "a quarter of the shards will do");
+        assert_eq!(shards(1, 10_000_000), MAX_SHARDS);
+        for id in ["a", "b", "opc.tcp://x"] {
+            assert!(shard_of(id, 3) < 3);
+            assert_eq!(shard_of(id, 1), 0);
+        }
+    }
+
+    #[test]
+    fn a_report_is_owned_by_its_set_and_names_its_node() {
+        let (key, info) = set();
+        let mut device = sdk::Device::new("opc.tcp://x");
+        device.shared = true;
+        device.properties.insert("MODEL".into(), "S7".into());
+        let spec = device_spec(&key, &info, &device, "edge-1");
+        let entry = reported(&spec, Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            entry.properties["RATE"], "10",
+            "merged with brokerProperties"
+        );
+        let report = report_object(&key, &info.uid, "edge-1", 0, vec![entry.clone()]);
+        assert_eq!(report.spec.node, "edge-1");
+        let labels = report.metadata.labels.unwrap();
+        assert_eq!(labels[contract::NODE_LABEL], "edge-1");
+        assert_eq!(report.metadata.owner_references.unwrap()[0].uid, "u-1");
+        let back = device_from_report(&entry);
+        assert!(back.shared);
+        assert_eq!(
+            device_spec(&key, &info, &back, "edge-1"),
+            spec,
+            "adoption rebuilds the spec"
+        );
     }
 
     #[test]

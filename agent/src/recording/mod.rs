@@ -3,16 +3,19 @@
 //!
 //! ```text
 //!  enters: recorder inputs from discovery; the one Device watch (first listing, spec hashes, deletions)
-//!  devices (watch) ──first listing──► recorder adopts what a previous run wrote
+//!  devices (watch) ──first listing──┐
+//!  reports (one list at start) ─────┴► recorder adopts what a previous run wrote
 //!  discovery ──► recorder: ledger (tracker: grace periods; desired: the objects) ──► writes ──► API
 //!                                    └── notes ──► events (Events), metrics
-//!  leaves: Device specs and this node's status entries, DeviceSet node entries, Events (server-side
-//!          apply as `ambit-agent/<node>`); the Device watch's offers, to pod access
+//!  leaves: local Devices' specs and this node's entries in them, this node's DeviceReports (its
+//!          shared devices, folded into Devices by the controller), DeviceSet node entries, Events
+//!          (server-side apply as `ambit-agent/<node>`); the Device watch's offers, to pod access
 //! ```
 
 pub mod desired;
 pub mod devices;
 pub mod events;
 pub mod recorder;
+pub mod reports;
 pub mod tracker;
 pub mod writes;

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use ambit_crds::v1alpha1::Device;
+use ambit_crds::v1alpha1::{Device, DeviceReport};
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -27,9 +27,13 @@ mod ledger;
 #[cfg(test)]
 mod ledger_tests;
 mod plan;
+mod reports;
+#[cfg(test)]
+mod reports_tests;
 
 pub use input::Input;
 use ledger::{Done, Failure, Ledger, Note, Planned};
+pub use reports::ShardWrite;
 
 /// How many writes may be under way at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -43,15 +47,27 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder that takes over the node entries a previous run of the
-    /// agent wrote (`existing`: every Device whose `status.nodes` names this
-    /// node). They stay, untouched, unless discovery does not confirm them
-    /// within their grace period.
-    pub fn new(writer: Writer, events: Events, existing: &[Device]) -> Self {
-        let ledger = Ledger::adopt(&writer.node, existing, Instant::now(), fastrand::Rng::new());
+    /// A recorder that takes over what a previous run of the agent wrote:
+    /// the node entries of local Devices (`existing`: every Device whose
+    /// `status.nodes` names this node) and the node's DeviceReports. They
+    /// stay, untouched, unless discovery does not confirm them within their
+    /// grace period.
+    pub fn new(
+        writer: Writer,
+        events: Events,
+        existing: &[Device],
+        reports: &[DeviceReport],
+    ) -> Self {
+        let ledger = Ledger::adopt(
+            &writer.node,
+            existing,
+            reports,
+            Instant::now(),
+            fastrand::Rng::new(),
+        );
         info!(
             adopted = ledger.recorded(),
-            "took over this node's existing Device entries"
+            "took over this node's existing Device entries and reports"
         );
         Self {
             writer,
@@ -126,6 +142,14 @@ async fn write(writer: Writer, planned: Planned) -> Done {
         Planned::Device { key, write } => {
             let result = writer.device(&write).await.map_err(failure);
             Done::Device { key, write, result }
+        }
+        Planned::Report { key, uid, writes } => {
+            let (done, result) = writer.report(&key, &uid, writes).await;
+            Done::Report {
+                key,
+                done,
+                result: result.map_err(failure),
+            }
         }
         Planned::SetEntry { key, view, at } => {
             let result = writer.set_entry(&key, &view, at).await.map_err(failure);

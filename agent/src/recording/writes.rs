@@ -2,13 +2,14 @@
 //! snapshot of what should be, writes it with server-side apply under the
 //! node's field manager, and says what is now applied.
 
-use ambit_crds::v1alpha1::{Device, DeviceSet, DeviceSpec};
+use ambit_crds::v1alpha1::{Device, DeviceReport, DeviceSet, DeviceSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 use crate::metrics::Metrics;
 use crate::recording::desired::{self, NodeView, SetInfo};
+use crate::recording::recorder::ShardWrite;
 use crate::recording::tracker::SetKey;
 
 /// Why a write failed.
@@ -30,6 +31,16 @@ pub enum WriteError {
         /// The API error.
         source: kube::Error,
     },
+    /// Writing a shard of this node's DeviceReport failed.
+    #[error("failed to write shard {shard} of this node's DeviceReport of {set}: {source}")]
+    Report {
+        /// The DeviceSet.
+        set: SetKey,
+        /// The shard.
+        shard: u32,
+        /// The API error.
+        source: kube::Error,
+    },
     /// Applying this node's entry of a DeviceSet's status failed.
     #[error("failed to apply the node entry of DeviceSet {set}: {source}")]
     SetEntry {
@@ -46,6 +57,7 @@ impl WriteError {
         match self {
             Self::Device { .. } => "apply_device",
             Self::Entry { .. } => "apply_device_entry",
+            Self::Report { .. } => "write_report",
             Self::SetEntry { .. } => "apply_set_entry",
         }
     }
@@ -130,6 +142,55 @@ impl Writer {
             }
         }
         Ok(EntryOutcome::Applied)
+    }
+
+    /// Writes shards of this node's DeviceReport of `set`, in order,
+    /// stopping at the first failure: the shards written, and how it went.
+    /// A shard already deleted counts as deleted.
+    pub async fn report(
+        &self,
+        set: &SetKey,
+        set_uid: &str,
+        writes: Vec<ShardWrite>,
+    ) -> (Vec<ShardWrite>, Result<(), WriteError>) {
+        let api: Api<DeviceReport> = Api::namespaced(self.client.clone(), &set.namespace);
+        let params = PatchParams::apply(&self.manager).force();
+        let mut done = Vec::with_capacity(writes.len());
+        for write in writes {
+            let name = ambit_crds::names::report_name(&set.name, &self.node, write.shard);
+            let result = match &write.devices {
+                Some(devices) => {
+                    let object = desired::report_object(
+                        set,
+                        set_uid,
+                        &self.node,
+                        write.shard,
+                        devices.clone(),
+                    );
+                    self.metrics.api_write("apply", "devicereports");
+                    api.patch(&name, &params, &Patch::Apply(&object))
+                        .await
+                        .map(drop)
+                }
+                None => {
+                    self.metrics.api_write("delete", "devicereports");
+                    match api.delete(&name, &kube::api::DeleteParams::default()).await {
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                        other => other.map(drop),
+                    }
+                }
+            };
+            if let Err(source) = result {
+                let error = WriteError::Report {
+                    set: set.clone(),
+                    shard: write.shard,
+                    source,
+                };
+                return (done, Err(error));
+            }
+            done.push(write);
+        }
+        (done, Ok(()))
     }
 
     /// Applies this node's entry of a DeviceSet's status. A set that is gone

@@ -1,11 +1,12 @@
 //! `Device`: one device found by a DeviceSet's handler.
 //!
-//! Created by the first agent that sees the device and owned by its DeviceSet
-//! (deleting the set garbage-collects its Devices). `status.nodes` is a
-//! list-map keyed by node: the agent of each node that sees the device owns
-//! its own entry through server-side apply, so agents never overwrite each
-//! other. The controller owns the conditions and removes entries of nodes
-//! that are gone.
+//! Owned by its DeviceSet (deleting the set garbage-collects its Devices).
+//! A node-local Device is created by its node's agent, which owns its one
+//! entry of `status.nodes` through server-side apply. A shared Device is
+//! created by the controller from the nodes' DeviceReports, and the
+//! controller writes all of its `status.nodes` (see `DeviceReport`). The
+//! controller owns the conditions and removes entries of nodes that are
+//! gone.
 
 use std::collections::BTreeMap;
 
@@ -128,8 +129,9 @@ pub struct Mount {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceStatus {
-    /// The nodes that see the device, one entry per node, each written by the
-    /// agent of that node.
+    /// The nodes that see the device, one entry per node: written by the
+    /// node's agent for a local device, by the controller (from the nodes'
+    /// DeviceReports) for a shared one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5000))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["node".into()]))]

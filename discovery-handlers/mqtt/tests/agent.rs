@@ -59,6 +59,14 @@ async fn credentials_from_a_secret_refused_then_fixed() -> anyhow::Result<()> {
         &env.namespace,
     )?;
     agent.wait_ready().await?;
+    // Sparkplug devices are shared: the controller folds the agent's
+    // report into their Devices.
+    let _controller = ambit_tests::controllers::Controller::start(
+        env.control_plane,
+        &workspace_binary("ambit-controller")?,
+        &env.namespace,
+        "fold",
+    )?;
 
     let secrets: Api<Secret> = env.api();
     secrets

@@ -19,11 +19,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ambit_crds::v1alpha1::{Device, DeviceSpec, HandlerState};
+use ambit_crds::v1alpha1::{Device, DeviceReport, DeviceSpec, HandlerState, ReportedDevice};
 use k8s_openapi::jiff::Timestamp;
 use tracing::debug;
 
 use super::Input;
+use super::reports::ShardWrite;
 use crate::recording::desired::{self, NodeView, SetInfo};
 use crate::recording::tracker::{Presence, SetKey, Tracker};
 use crate::recording::writes::{DeviceWrite, EntryOutcome};
@@ -44,11 +45,14 @@ pub(super) struct Applied {
     pub(super) since: Option<Timestamp>,
 }
 
-/// What a write is for: one Device, or this node's entry of one DeviceSet.
+/// What a write is for: one local Device, this node's report of a set's
+/// shared devices, or this node's entry of one DeviceSet.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
-    /// A Device's spec and/or this node's entry in its status.
+    /// A local Device's spec and/or this node's entry in its status.
     Device(DeviceRef),
+    /// This node's DeviceReport of a set (all its shards).
+    Report(SetKey),
     /// This node's entry in a DeviceSet's status.
     SetEntry(SetKey),
 }
@@ -62,6 +66,15 @@ pub enum Planned {
         key: DeviceRef,
         /// What to apply.
         write: Box<DeviceWrite>,
+    },
+    /// Write the changed shards of this node's report of a set, in order.
+    Report {
+        /// The DeviceSet.
+        key: SetKey,
+        /// The set's uid, for the owner reference.
+        uid: String,
+        /// The shards to write.
+        writes: Vec<ShardWrite>,
     },
     /// Apply this node's entry of a DeviceSet.
     SetEntry {
@@ -94,6 +107,16 @@ pub enum Done {
         write: Box<DeviceWrite>,
         /// How it went.
         result: Result<EntryOutcome, Failure>,
+    },
+    /// A [`Planned::Report`] write: the shards written (in order, up to
+    /// the first failure) and how it went.
+    Report {
+        /// The DeviceSet.
+        key: SetKey,
+        /// The shards written.
+        done: Vec<ShardWrite>,
+        /// How it went.
+        result: Result<(), Failure>,
     },
     /// A [`Planned::SetEntry`] write and how it went.
     SetEntry {
@@ -151,6 +174,10 @@ pub struct Ledger {
     pub(super) applied: BTreeMap<DeviceRef, (SetKey, Applied)>,
     pub(super) views: BTreeMap<SetKey, NodeView>,
     pub(super) applied_views: BTreeMap<SetKey, (NodeView, Timestamp)>,
+    /// Each set's report as wanted: its shards, each sorted by id.
+    pub(super) reports: BTreeMap<SetKey, Vec<Vec<ReportedDevice>>>,
+    /// Each set's report as the API holds it, by shard.
+    pub(super) applied_reports: BTreeMap<SetKey, BTreeMap<u32, Vec<ReportedDevice>>>,
     pub(super) dirty: BTreeSet<Key>,
     pub(super) in_flight: BTreeSet<Key>,
     /// The spec hash each Device has in the API, as the watch last showed.
@@ -161,11 +188,18 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger for `node` that takes over the node entries a previous run
-    /// wrote (`existing`: every Device whose `status.nodes` names this
-    /// node). They stay, untouched, unless discovery does not confirm them
-    /// within their grace period.
-    pub fn adopt(node: &str, existing: &[Device], now: Instant, rng: fastrand::Rng) -> Self {
+    /// A ledger for `node` that takes over what a previous run wrote: the
+    /// node entries of local Devices (`existing`: every Device whose
+    /// `status.nodes` names this node) and the node's `reports`. They stay,
+    /// untouched, unless discovery does not confirm them within their grace
+    /// period.
+    pub fn adopt(
+        node: &str,
+        existing: &[Device],
+        reports: &[DeviceReport],
+        now: Instant,
+        rng: fastrand::Rng,
+    ) -> Self {
         let mut this = Self {
             node: node.to_owned(),
             tracker: Tracker::default(),
@@ -174,6 +208,8 @@ impl Ledger {
             applied: BTreeMap::new(),
             views: BTreeMap::new(),
             applied_views: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            applied_reports: BTreeMap::new(),
             dirty: BTreeSet::new(),
             in_flight: BTreeSet::new(),
             live_specs: BTreeMap::new(),
@@ -181,7 +217,9 @@ impl Ledger {
             rng,
             notes: vec![],
         };
-        for device in existing {
+        // A shared Device's entries are the controller's, folded from the
+        // reports: the reports are what this node wrote.
+        for device in existing.iter().filter(|d| !d.spec.shared) {
             let (Some(namespace), Some(name)) = (&device.metadata.namespace, &device.metadata.name)
             else {
                 continue;
@@ -209,12 +247,20 @@ impl Ledger {
             this.applied
                 .insert((namespace.clone(), name.clone()), (set, applied));
         }
+        this.adopt_reports(reports, now);
         this
     }
 
-    /// How many Device entries were taken over (or are recorded).
+    /// How many local Device entries and reported shared devices were
+    /// taken over (or are recorded).
     pub fn recorded(&self) -> usize {
-        self.applied.len()
+        let reported: usize = self
+            .applied_reports
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(Vec::len)
+            .sum();
+        self.applied.len() + reported
     }
 
     /// The notes left since the last call.
@@ -359,6 +405,7 @@ impl Ledger {
         let wanted: BTreeMap<DeviceRef, Desired> = self
             .tracker
             .devices(set)
+            .filter(|seen| !seen.device.shared)
             .map(|seen| {
                 let name = desired::device_name(set, &seen.device, node);
                 let spec = desired::device_spec(set, info, &seen.device, node);
@@ -388,6 +435,7 @@ impl Ledger {
                 self.dirty.insert(Key::Device(key));
             }
         }
+        self.refresh_report(set);
         let present = i32::try_from(self.tracker.present(set)).unwrap_or(i32::MAX);
         if let Some(view) = self.views.get_mut(set) {
             view.devices = present;
@@ -402,11 +450,13 @@ impl Ledger {
         self.sets.remove(set);
         self.views.remove(set);
         self.applied_views.remove(set);
+        self.reports.remove(set);
+        self.applied_reports.remove(set);
         self.desired.retain(|_, d| &d.set != set);
         self.applied.retain(|_, (s, _)| s != set);
         self.dirty.retain(|k| match k {
             Key::Device(_) => true,
-            Key::SetEntry(s) => s != set,
+            Key::Report(s) | Key::SetEntry(s) => s != set,
         });
         self.notes.push(Note::SetGone(set.clone()));
     }
@@ -468,6 +518,18 @@ impl Ledger {
                             }
                             EntryOutcome::DeviceMissing => *applied = Applied::default(),
                         }
+                    }
+                    Err(failure) => self.failed(dirty.clone(), failure, now),
+                }
+                self.dirty.insert(dirty);
+            }
+            Done::Report { key, done, result } => {
+                let dirty = Key::Report(key.clone());
+                self.in_flight.remove(&dirty);
+                self.reported(&key, done);
+                match result {
+                    Ok(()) => {
+                        self.retries.remove(&dirty);
                     }
                     Err(failure) => self.failed(dirty.clone(), failure, now),
                 }

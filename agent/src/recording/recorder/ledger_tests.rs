@@ -18,14 +18,14 @@ use crate::recording::writes::EntryOutcome;
 const NODE: &str = "edge-1";
 const GRACE: Duration = Duration::from_secs(5);
 
-fn set() -> SetKey {
+pub(super) fn set() -> SetKey {
     SetKey {
         namespace: "plant".into(),
         name: "cams".into(),
     }
 }
 
-fn info() -> SetInfo {
+pub(super) fn info() -> SetInfo {
     SetInfo {
         uid: "uid-cams".into(),
         handler: "debug-echo".into(),
@@ -34,11 +34,11 @@ fn info() -> SetInfo {
     }
 }
 
-fn wall(seconds: i64) -> Timestamp {
+pub(super) fn wall(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn upserted() -> Input {
+pub(super) fn upserted() -> Input {
     Input::SetUpserted {
         key: set(),
         info: info(),
@@ -54,8 +54,8 @@ fn discovered(ids: &[&str]) -> Input {
     }
 }
 
-fn ledger(existing: &[ambit_crds::v1alpha1::Device], t0: Instant) -> Ledger {
-    Ledger::adopt(NODE, existing, t0, fastrand::Rng::with_seed(7))
+pub(super) fn ledger(existing: &[ambit_crds::v1alpha1::Device], t0: Instant) -> Ledger {
+    Ledger::adopt(NODE, existing, &[], t0, fastrand::Rng::with_seed(7))
 }
 
 /// The Device a previous run wrote for `id`, with this node's entry.
@@ -79,19 +79,24 @@ fn device_writes(planned: &[Planned]) -> Vec<&crate::recording::writes::DeviceWr
         .iter()
         .filter_map(|p| match p {
             Planned::Device { write, .. } => Some(&**write),
-            Planned::SetEntry { .. } => None,
+            Planned::Report { .. } | Planned::SetEntry { .. } => None,
         })
         .collect()
 }
 
 /// Completes every planned write as the API would when it succeeds.
-fn succeed(ledger: &mut Ledger, planned: Vec<Planned>, now: Instant) {
+pub(super) fn succeed(ledger: &mut Ledger, planned: Vec<Planned>, now: Instant) {
     for planned in planned {
         let done = match planned {
             Planned::Device { key, write } => Done::Device {
                 key,
                 write,
                 result: Ok(EntryOutcome::Applied),
+            },
+            Planned::Report { key, writes, .. } => Done::Report {
+                key,
+                done: writes,
+                result: Ok(()),
             },
             Planned::SetEntry { key, view, at } => Done::SetEntry {
                 key,
@@ -105,7 +110,7 @@ fn succeed(ledger: &mut Ledger, planned: Vec<Planned>, now: Instant) {
 }
 
 /// Plans and completes writes until nothing is due; how many were made.
-fn settle(ledger: &mut Ledger, now: Instant, at: Timestamp) -> usize {
+pub(super) fn settle(ledger: &mut Ledger, now: Instant, at: Timestamp) -> usize {
     let mut made = 0;
     loop {
         let planned = ledger.plan(32, now, at);
@@ -270,6 +275,7 @@ fn a_failed_write_is_retried_after_its_backoff_and_said() {
                     message: "connection refused".into(),
                 }),
             },
+            Planned::Report { .. } => unreachable!("no shared devices here"),
             Planned::SetEntry { key, view, at } => Done::SetEntry {
                 key,
                 view,

@@ -29,6 +29,18 @@ impl Ledger {
                         key: device.clone(),
                         write: Box::new(write),
                     }),
+                    Key::Report(set) => {
+                        let writes = self.plan_report(set);
+                        let uid = self.sets.get(set).map(|info| info.uid.clone());
+                        match uid {
+                            Some(uid) if !writes.is_empty() => Some(Planned::Report {
+                                key: set.clone(),
+                                uid,
+                                writes,
+                            }),
+                            _ => None,
+                        }
+                    }
                     Key::SetEntry(set) => {
                         self.plan_set_entry(set, wall)
                             .map(|(view, at)| Planned::SetEntry {

@@ -1,0 +1,199 @@
+//! Folding the nodes' DeviceReports into shared Devices. Pure: given a
+//! DeviceSet, its reports and its shared Devices as cached, these are the
+//! writes that make the Devices say what the reports say.
+//!
+//! ```text
+//!  reports of the set (every shard, every node) ─► skip nodes that are gone or NotReady past the toleration
+//!      ─► per device id: spec from the first node by name that reports it, an entry per node
+//!      ─► vs. the cached Device: spec hash differs ─► apply spec;  entries differ ─► apply status.nodes
+//!  a cached shared Device no report lists any more ─► status.nodes emptied (the Device reconciler
+//!      then counts it unseen and deletes it after its grace period)
+//! ```
+//! Rules:
+//! - one writer: the controller owns a shared Device's metadata, spec and
+//!   all of `status.nodes`, so each is one write however many nodes see it;
+//! - nodes that disagree about a device's properties: the report of the
+//!   node first by name wins, so the outcome does not depend on timing;
+//! - a node listed in two shards of its report (while it reshards) gets
+//!   one entry, with the earlier `since`;
+//! - entries are compared as a set keyed by node (order is not a change).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ambit_crds::contract::{self, SPEC_HASH};
+use ambit_crds::names;
+use ambit_crds::v1alpha1::{Device, DeviceNodeStatus, DeviceReport, DeviceSpec, ReportedDevice};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::health::{NodeHealth, Standing, standing};
+
+/// What the fold needs of the DeviceSet.
+#[derive(Debug, Clone)]
+pub struct SetView<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its uid, for the Devices' owner reference.
+    pub uid: &'a str,
+    /// Slots per device.
+    pub capacity: i32,
+}
+
+/// One Device's writes.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The Device.
+    pub name: String,
+    /// Its metadata and spec to apply, when they changed (or it is new).
+    pub object: Option<Device>,
+    /// Its complete `status.nodes` to apply, when it changed.
+    pub nodes: Option<Vec<DeviceNodeStatus>>,
+}
+
+/// The fold's writes, and when to look again (a NotReady node's toleration
+/// ends).
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The writes, one per Device that needs any.
+    pub writes: Vec<Write>,
+    /// When a node's entries stop counting, if one is NotReady.
+    pub recheck: Option<Duration>,
+}
+
+/// The writes that make the shared Devices of `set` what `reports` say;
+/// `existing` are the set's cached Devices, `health` gives a node's health.
+pub fn plan<'a>(
+    set: &SetView<'_>,
+    reports: impl IntoIterator<Item = &'a DeviceReport>,
+    existing: &[&Device],
+    health: impl Fn(&str) -> Option<NodeHealth>,
+    toleration: Duration,
+    now: Timestamp,
+) -> Plan {
+    let mut recheck: Option<Duration> = None;
+    let mut counted: BTreeMap<&str, bool> = BTreeMap::new();
+    // By node name, so the first node by name is met first.
+    let mut by_node: BTreeMap<&str, Vec<&ReportedDevice>> = BTreeMap::new();
+    for report in reports {
+        let node = report.spec.node.as_str();
+        let counts =
+            *counted
+                .entry(node)
+                .or_insert_with(|| match standing(health(node), toleration, now) {
+                    Standing::Counts => true,
+                    Standing::CountsFor(left) => {
+                        recheck = Some(recheck.map_or(left, |r| r.min(left)));
+                        true
+                    }
+                    Standing::Stale => false,
+                });
+        if counts && report.spec.device_set == set.name {
+            by_node
+                .entry(node)
+                .or_default()
+                .extend(&report.spec.devices);
+        }
+    }
+    // Per device id: the spec's source and each node's `since`.
+    let mut devices: BTreeMap<&str, (&ReportedDevice, BTreeMap<&str, Timestamp>)> = BTreeMap::new();
+    for (node, reported) in &by_node {
+        for device in reported {
+            let (_, seen) = devices
+                .entry(device.id.as_str())
+                .or_insert_with(|| (device, BTreeMap::new()));
+            let since = seen.entry(node).or_insert(device.since.0);
+            *since = (*since).min(device.since.0);
+        }
+    }
+
+    let cached: BTreeMap<String, &Device> = existing
+        .iter()
+        .filter(|d| d.spec.shared)
+        .map(|d| (d.name_any(), *d))
+        .collect();
+    let mut writes = vec![];
+    let mut wanted = std::collections::BTreeSet::new();
+    for (id, (source, seen)) in devices {
+        let name = names::device_name(set.name, id, None);
+        let spec = spec_of(set, source);
+        let entries: Vec<DeviceNodeStatus> = seen
+            .into_iter()
+            .map(|(node, since)| DeviceNodeStatus {
+                node: node.to_owned(),
+                since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since),
+            })
+            .collect();
+        let current = cached.get(&name);
+        let object = current
+            .is_none_or(|d| !same_spec(d, &spec))
+            .then(|| contract::device_object(&name, set.namespace, set.uid, spec));
+        let nodes = current
+            .is_none_or(|d| !same_entries(d, &entries))
+            .then_some(entries);
+        wanted.insert(name.clone());
+        if object.is_some() || nodes.is_some() {
+            writes.push(Write {
+                name,
+                object,
+                nodes,
+            });
+        }
+    }
+    for (name, device) in cached {
+        let listed = device.status.as_ref().is_some_and(|s| !s.nodes.is_empty());
+        if device.metadata.deletion_timestamp.is_none() && listed && !wanted.contains(&name) {
+            writes.push(Write {
+                name,
+                object: None,
+                nodes: Some(vec![]),
+            });
+        }
+    }
+    Plan { writes, recheck }
+}
+
+/// The spec of the shared Device a node reports.
+fn spec_of(set: &SetView<'_>, device: &ReportedDevice) -> DeviceSpec {
+    DeviceSpec {
+        device_set: set.name.to_owned(),
+        id: device.id.clone(),
+        shared: true,
+        node: None,
+        capacity: set.capacity,
+        properties: device.properties.clone(),
+        device_nodes: device.device_nodes.clone(),
+        mounts: device.mounts.clone(),
+    }
+}
+
+/// Whether `device` has `spec`, and the metadata that goes with it.
+fn same_spec(device: &Device, spec: &DeviceSpec) -> bool {
+    device.spec == *spec
+        && device.annotations().get(SPEC_HASH) == Some(&contract::spec_hash(spec))
+        && device
+            .labels()
+            .get(contract::SCOPE_LABEL)
+            .map(String::as_str)
+            == Some(contract::SHARED_SCOPE)
+}
+
+/// Whether `device` lists exactly `entries` (by node, any order).
+fn same_entries(device: &Device, entries: &[DeviceNodeStatus]) -> bool {
+    let have: BTreeMap<&str, &DeviceNodeStatus> = device
+        .status
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .map(|n| (n.node.as_str(), n))
+        .collect();
+    have.len() == entries.len()
+        && entries
+            .iter()
+            .all(|e| have.get(e.node.as_str()) == Some(&e))
+}
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;

@@ -1,0 +1,131 @@
+//! The shared-Device reconciler: per DeviceSet, folds the nodes'
+//! DeviceReports into its shared Devices ([`fold::plan`]) and makes the
+//! writes, a few at once.
+//!
+//! ```text
+//!  DeviceSet ─┬─ read: its reports, its Devices, nodes' health (caches)
+//!             └─ fold::plan ─► apply Device metadata+spec (`ambit-controller`)
+//!                           ─► apply status.nodes (`ambit-controller/nodes`)
+//! ```
+//! Triggered by its set, its reports, the deletion of one of its shared
+//! Devices, and the health of nodes that report for it; everything else a
+//! shared Device needs (conditions, deletion, brokers) is the Device
+//! reconciler's, as for any Device.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ambit_crds::v1alpha1::{Device, DeviceSet};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::{info, instrument, warn};
+
+use crate::cache::{self, Kind};
+use crate::context::Context;
+use crate::error::{self, Error};
+use crate::fold::{self, SetView, Write};
+use crate::timing::SAFETY_NET;
+
+/// How many Devices are written at once.
+const CONCURRENT_WRITES: usize = 16;
+
+/// Reconciles the shared Devices of one DeviceSet.
+#[instrument(skip_all, fields(set = %set.name_any(), namespace = set.namespace().unwrap_or_default()))]
+pub async fn reconcile(set: Arc<DeviceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never decide from caches that have not listed yet (an empty node
+    // cache would make every node look deleted).
+    ctx.wait_synced().await;
+    let started = Instant::now();
+    let result = reconcile_inner(&set, &ctx).await;
+    ctx.metrics
+        .reconciled("shared_devices", started.elapsed().as_secs_f64());
+    result
+}
+
+/// Retries a failed fold with capped exponential backoff.
+pub fn error_policy(set: Arc<DeviceSet>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error("shared_devices", error.category());
+    let attempt = ctx
+        .memory
+        .failed_attempt(Kind::DeviceSet, &set.uid().unwrap_or_default());
+    let delay = error::backoff(attempt);
+    warn!(%error, set = %set.name_any(), attempt, retry_in = ?delay, "folding the reports failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error> {
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = set.namespace().unwrap_or_default();
+    let name = set.name_any();
+    let uid = set.uid().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let reports = cache::lookup(&ctx.stores.reports, &ctx.indexes.reports_by_set.get(&key));
+    let devices = cache::lookup(&ctx.stores.devices, &ctx.indexes.devices_by_set.get(&key));
+    let view = SetView {
+        namespace: &namespace,
+        name: &name,
+        uid: &uid,
+        capacity: set.spec.capacity,
+    };
+    let existing: Vec<&Device> = devices.iter().map(AsRef::as_ref).collect();
+    let plan = fold::plan(
+        &view,
+        reports.iter().map(AsRef::as_ref),
+        &existing,
+        |node| ctx.node_health(node),
+        ctx.settings.not_ready_toleration,
+        Timestamp::now(),
+    );
+    // The cache may not show writes made a moment ago: not again.
+    let due: Vec<(Write, u64)> = plan
+        .writes
+        .into_iter()
+        .map(|w| {
+            let print = fingerprint(&w);
+            (w, print)
+        })
+        .filter(|(w, print)| ctx.memory.fold_due(&uid, &w.name, *print))
+        .collect();
+    if !due.is_empty() {
+        info!(set = %name, devices = due.len(), "folding the nodes' reports into shared Devices");
+    }
+    let namespace = &namespace;
+    let written: Vec<(String, u64)> = futures::stream::iter(due)
+        .map(|(write, print)| async move {
+            if let Some(object) = &write.object {
+                ctx.writer.apply_device(object).await?;
+            }
+            if let Some(nodes) = &write.nodes {
+                ctx.writer
+                    .device_nodes(namespace, &write.name, nodes)
+                    .await?;
+            }
+            Ok::<_, Error>((write.name, print))
+        })
+        .buffer_unordered(CONCURRENT_WRITES)
+        .try_collect()
+        .await?;
+    ctx.memory.folded(&uid, written);
+    ctx.memory.succeeded(Kind::DeviceSet, &uid);
+    Ok(Action::requeue(plan.recheck.unwrap_or(SAFETY_NET)))
+}
+
+/// A fingerprint of what a write makes a Device say.
+fn fingerprint(write: &Write) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let object = write
+        .object
+        .as_ref()
+        .map(|d| serde_json::to_string(d).unwrap_or_default());
+    let nodes = write
+        .nodes
+        .as_ref()
+        .map(|n| serde_json::to_string(n).unwrap_or_default());
+    (object, nodes).hash(&mut hasher);
+    hasher.finish()
+}

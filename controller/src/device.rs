@@ -231,12 +231,23 @@ async fn publish_slices(ctx: &Context, device: &Device, nodes: &[String]) -> Res
     let Some(plan) = pools::plan(device, &hostnames, &existing) else {
         return Ok(());
     };
+    // The slice cache may not show slices applied a moment ago (the
+    // Device's own later writes reconcile it again): not again.
+    let uid = device.uid().unwrap_or_default();
+    let inputs = format!(
+        "{hostnames:?}/{}",
+        serde_json::to_string(&device.spec).unwrap_or_default()
+    );
+    if !ctx.memory.slices_due(&uid, &inputs) {
+        return Ok(());
+    }
     for slice in &plan.apply {
         ctx.writer.apply_slice(slice).await?;
     }
     for name in &plan.delete {
         ctx.writer.delete_slice(name).await?;
     }
+    ctx.memory.slices_wrote(&uid, inputs);
     info!(
         device = %device.name_any(),
         nodes = ?hostnames,

@@ -26,6 +26,9 @@ struct Entry {
     /// Device: the conditions last written, and when (a cache that lags
     /// its own writes must not cause them again).
     written: Option<(String, Instant)>,
+    /// Device: what its ResourceSlices were last applied from (the nodes
+    /// that see it and its spec), and when.
+    slices_written: Option<(String, Instant)>,
     /// DeviceSet: when its status was last written, to pace writes.
     status_written: Option<Instant>,
     /// Device: per node, broker failures in a row and when a replacement
@@ -85,6 +88,23 @@ impl Memory {
             matches!(&entry.written, Some((last, at)) if last == summary && at.elapsed() < CACHE_LAG)
         });
         !recent.unwrap_or(false)
+    }
+
+    /// Whether to apply the ResourceSlices of the Device `uid` made from
+    /// `inputs`: not when slices from the same inputs were applied less
+    /// than [`CACHE_LAG`] ago (the slice cache may not show them yet).
+    pub fn slices_due(&self, uid: &str, inputs: &str) -> bool {
+        let recent = self.peek(Kind::Device, uid, |entry| {
+            matches!(&entry.slices_written, Some((last, at)) if last == inputs && at.elapsed() < CACHE_LAG)
+        });
+        !recent.unwrap_or(false)
+    }
+
+    /// Records that the slices of the Device `uid` were applied from `inputs`.
+    pub fn slices_wrote(&self, uid: &str, inputs: String) {
+        self.with(Kind::Device, uid, |entry| {
+            entry.slices_written = Some((inputs, Instant::now()));
+        });
     }
 
     /// Records that `summary` was written for the Device `uid`.

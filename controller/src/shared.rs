@@ -30,7 +30,7 @@ use crate::fold::{self, SetView, Write};
 use crate::timing::SAFETY_NET;
 
 /// How many Devices are written at once.
-const CONCURRENT_WRITES: usize = 16;
+const CONCURRENT_WRITES: usize = 32;
 
 /// Reconciles the shared Devices of one DeviceSet.
 #[instrument(skip_all, fields(set = %set.name_any(), namespace = set.namespace().unwrap_or_default()))]

@@ -25,6 +25,7 @@
 //! | `AMBIT_BENCH_METRICS_DIR` | — | keep kube-apiserver's raw /metrics scrapes there |
 //! | `AMBIT_BENCH_JSON` | — | append each scenario's figures to this file, one JSON object a line (`json.rs`); a relative path is from `agent/`, where cargo runs the bench |
 //! | `AMBIT_AGENT_BIN` | the bench's own build | the agent binary to measure |
+//! | `AMBIT_BENCH_AGENT_ENV` | — | more environment for the agents, `K=V,K=V`: for ablations (`AMBIT_DEVICE_PLUGIN_DIR=,AMBIT_CDI_DIR=,AMBIT_DRA=false` switches pod access off); figures as shipped are taken without it |
 //! | `AMBIT_CONTROLLER_BIN` | `ambit-controller` beside the agent (`cargo build --release -p ambit-controller`) | the controller scenario B runs: it folds the agents' reports into the shared Devices |
 //!
 //! Under `cargo test` (no `--bench` argument) it only says how to run it.

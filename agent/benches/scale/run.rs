@@ -185,6 +185,11 @@ async fn measure(
     // each node, there before the agent, so every device plugin binds,
     // registers and is followed by ListAndWatch.
     let log = std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+    // For ablations only (AMBIT_BENCH_AGENT_ENV, `K=V,K=V`): the figures
+    // as shipped are taken without it.
+    let extra = std::env::var("AMBIT_BENCH_AGENT_ENV").unwrap_or_default();
+    let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", log.as_str())];
+    env.extend(extra.split(',').filter_map(|kv| kv.split_once('=')));
     for name in &names {
         let kubelet_dir = control_plane.dir.join("agents").join(name).join("kubelet");
         kubelets.push(Kubelet::start(&kubelet_dir)?);
@@ -193,7 +198,7 @@ async fn measure(
             &binary,
             name,
             NAMESPACE,
-            &[("RUST_LOG", log.as_str())],
+            &env,
         )?);
     }
     for agent in &agents {

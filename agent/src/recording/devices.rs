@@ -30,12 +30,27 @@ use tracing::warn;
 use crate::access::offers::{self, DeviceKey, Follower, Offers};
 use crate::recording::recorder::Input;
 
-/// The offers are published at most this often (events are taken in all
-/// the while): a lone change is published at once, a burst (a thousand
-/// Devices written while converging) every 50 ms, so the device plugins,
-/// the CDI writer and the DRA publisher redo their work twenty times a
-/// second at most, not once per Device.
+/// The offers are published at most once per [`republish_after`] (events
+/// are taken in all the while): a lone change is published at once, a
+/// burst (a thousand Devices written while converging) in steps, so the
+/// device plugins, the CDI writer and the DRA publisher redo their work a
+/// few times a second at most, not once per Device.
 const REPUBLISH_AFTER: Duration = Duration::from_millis(50);
+
+/// What each offer adds to the pause between two publishes: each consumer
+/// redoes work in proportion to the offers, so the pause grows with them
+/// and a burst costs a bounded share of a core however many there are
+/// (1,000 offers: at most four publishes a second, 10,000: one).
+const PER_OFFER: Duration = Duration::from_micros(200);
+
+/// The longest pause between two publishes of a burst.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The pause after a publish of `offers` offers.
+fn republish_after(offers: usize) -> Duration {
+    let per_offer = PER_OFFER.saturating_mul(u32::try_from(offers).unwrap_or(u32::MAX));
+    (REPUBLISH_AFTER + per_offer).min(MAX_PAUSE)
+}
 
 /// What the Device watch gives the rest of the agent.
 #[derive(Debug)]
@@ -91,9 +106,10 @@ async fn run(
     };
     let mut pending = false;
     let start = Instant::now();
-    let mut last = start.checked_sub(REPUBLISH_AFTER).unwrap_or(start);
+    let mut last = start.checked_sub(MAX_PAUSE).unwrap_or(start);
+    let mut pause = REPUBLISH_AFTER;
     loop {
-        let due = last + REPUBLISH_AFTER;
+        let due = last + pause;
         tokio::select! {
             event = events.next() => {
                 let Some(event) = event else { return Err("the watch stream ended") };
@@ -110,7 +126,9 @@ async fn run(
             () = tokio::time::sleep_until(due), if pending => {}
         }
         if pending && Instant::now() >= due {
-            offers.send_replace(feed.follower.offers());
+            let now = feed.follower.offers();
+            pause = republish_after(now.len());
+            offers.send_replace(now);
             pending = false;
             last = Instant::now();
         }
@@ -303,5 +321,13 @@ mod tests {
         relist.start();
         relist.listed("c");
         assert_eq!(relist.done(), ["d"]);
+    }
+
+    #[test]
+    fn the_pause_between_publishes_grows_with_the_offers_up_to_a_second() {
+        assert_eq!(republish_after(0), Duration::from_millis(50));
+        assert_eq!(republish_after(1000), Duration::from_millis(250));
+        assert_eq!(republish_after(10_000), MAX_PAUSE);
+        assert_eq!(republish_after(usize::MAX), MAX_PAUSE);
     }
 }

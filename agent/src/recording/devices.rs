@@ -2,18 +2,18 @@
 //!
 //! ```text
 //!                      ┌─► first listing: the Devices this node recorded before (the recorder adopts them)
-//!  Device watch ──► Relist ─► recorder: DeviceSpec (a Device's spec hash, when it changed), DeviceDeleted
-//!                      └─► offers::Follower ──watch channel (≤ every 50 ms)──► device plugins, CDI, DRA
+//!  Device watch ──► Relist ─► recorder: DeviceSpec (a local Device's spec hash, when it changed), DeviceDeleted
+//!                      └─► offers::Follower ──watch channel (a burst: ≤ every 50 ms + 0.2 ms per offer)──► device plugins, CDI, DRA
 //! ```
 //!
 //! One watch, one decode of each event, for everything the agent learns
 //! from Devices: at start the first listing gives the entries a previous
 //! run wrote (nothing is written before they are adopted), then the same
-//! stream tells the recorder which spec each Device has (a node that wants
-//! the same spec need not apply it again) and which were deleted (written
-//! again if still seen), and builds this node's offers. After a relist,
-//! Devices that vanished meanwhile get no Delete event: [`Relist`] finds
-//! them by comparing with what was known.
+//! stream tells the recorder which spec each of this node's local Devices
+//! has (a spec already there need not be applied again) and which Devices
+//! were deleted (written again if still seen), and builds this node's
+//! offers. After a relist, Devices that vanished meanwhile get no Delete
+//! event: [`Relist`] finds them by comparing with what was known.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -200,7 +200,11 @@ impl Feed {
     }
 
     fn seen(&mut self, key: DeviceKey, device: &Device) -> bool {
-        if let Some(hash) = device.annotations().get(ambit_crds::contract::SPEC_HASH)
+        // Only this node's own Devices are its to write: a shared one is
+        // the controller's (folded from the reports).
+        let own = device.spec.node.as_deref() == Some(self.node.as_str());
+        if own
+            && let Some(hash) = device.annotations().get(ambit_crds::contract::SPEC_HASH)
             && self.hashes.get(&key) != Some(hash)
         {
             self.hashes.insert(key.clone(), hash.clone());

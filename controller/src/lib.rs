@@ -8,7 +8,8 @@
 //!                                        ├─ DeviceSet controller (owns its Service; watches Devices, pods)
 //!                                        └─ shared-Device controller (per DeviceSet: folds the nodes' DeviceReports
 //!                                           into its shared Devices; watches reports, nodes)
-//!  both read from shared caches (Context) and write with field manager `ambit-controller`
+//!  all three read from shared caches (Context) and write with field manager `ambit-controller`
+//!  (shared Devices' `status.nodes`: `ambit-controller/nodes`)
 //! ```
 //!
 //! Inside, one way down (docs/controller.md, "Inside"): reconcilers
@@ -226,7 +227,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
 }
 
-/// Runs the caches, both controllers and the slice sweeper until aborted;
+/// Runs the caches, the three controllers and the slice sweeper until aborted;
 /// returns (with what ended) if any of them ends.
 async fn controllers(
     client: Client,
@@ -253,13 +254,7 @@ async fn controllers(
     // A Node's status is rewritten by every heartbeat; only the events that
     // change what a Device reads of it (health, hostname label, existence)
     // reach the Devices it sees.
-    let (cached_nodes, mut node_changes) = (ctx.stores.nodes.clone(), NodeChanges::default());
-    let node_events = t.nodes.filter(move |node: &Arc<Node>| {
-        let present = cached_nodes
-            .get(&ObjectRef::from_obj(node.as_ref()))
-            .is_some();
-        futures::future::ready(node_changes.changed(node, present))
-    });
+    let node_events = node_changes(t.nodes, &ctx.stores.nodes);
     let device_controller = Controller::for_shared_stream(t.devices, ctx.stores.devices.clone())
         .owns_shared_stream(t.pods)
         .owns_shared_stream(t.jobs)
@@ -299,13 +294,7 @@ async fn controllers(
         let gone = !cache::holds(&cached_devices, device.as_ref());
         futures::future::ready(device.spec.shared && gone)
     });
-    let (cached_nodes, mut node_changes) = (ctx.stores.nodes.clone(), NodeChanges::default());
-    let shared_node_events = sh.nodes.filter(move |node: &Arc<Node>| {
-        let present = cached_nodes
-            .get(&ObjectRef::from_obj(node.as_ref()))
-            .is_some();
-        futures::future::ready(node_changes.changed(node, present))
-    });
+    let shared_node_events = node_changes(sh.nodes, &ctx.stores.nodes);
     let (reports, report_index) = (ctx.stores.reports.clone(), ctx.indexes.clone());
     let shared_controller = Controller::for_shared_stream(sh.sets, ctx.stores.sets.clone())
         .watches_shared_stream(sh.reports, |report: Arc<DeviceReport>| {
@@ -366,6 +355,19 @@ async fn controllers(
         () = shared_controller => Err("the shared-Device controller's stream ended"),
         () = sweeper => Err("the ResourceSlice sweeper ended"),
     }
+}
+
+/// The events of `nodes` (a trigger of the `cached` nodes) that change what
+/// a reconciler reads of a Node ([`NodeChanges`]): not its heartbeats.
+fn node_changes(
+    nodes: cache::Trigger<Node>,
+    cached: &kube::runtime::reflector::Store<Node>,
+) -> impl futures::Stream<Item = Arc<Node>> + use<> {
+    let (cached, mut changes) = (cached.clone(), NodeChanges::default());
+    nodes.filter(move |node: &Arc<Node>| {
+        let present = cached.get(&ObjectRef::from_obj(node.as_ref())).is_some();
+        futures::future::ready(changes.changed(node, present))
+    })
 }
 
 /// How long the shared-Device controller lets a set's reports settle

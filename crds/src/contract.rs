@@ -110,10 +110,10 @@ pub fn scope_selector(node: &str) -> Option<String> {
 }
 
 /// Annotation: a hash of what the object was built from. On a Device, the
-/// agent's hash of its spec, so agents on other nodes can tell from a
-/// metadata-only watch that the spec is already what they would apply; on
-/// what the controller creates, a different hash means the object is out
-/// of date.
+/// hash of its spec, so its writer (the agent of a local Device, the
+/// controller for a shared one) can tell from its watch or cache that the
+/// spec is already what it would apply; on what else the controller
+/// creates, a different hash means the object is out of date.
 pub const SPEC_HASH: &str = "ambit.dev/spec-hash";
 
 /// The hash of a Device's spec, as [`SPEC_HASH`] carries it.

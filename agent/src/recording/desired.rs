@@ -1,10 +1,11 @@
-//! What this node's agent wants the API to say: Device specs, its own node
-//! entries, and its own view of each DeviceSet. Pure functions, unit-tested.
+//! What this node's agent wants the API to say: its local Devices' specs
+//! and node entries, its DeviceReports of shared devices, and its own view
+//! of each DeviceSet. Pure functions, unit-tested.
 //!
 //! Every object is written with server-side apply under the field manager
-//! `ambit-agent/<node>` ([`ambit_crds::contract::agent_manager`]), so agents
-//! on different nodes share identical spec values and each owns only its
-//! own `status.nodes` entry.
+//! `ambit-agent/<node>` ([`ambit_crds::contract::agent_manager`]), so each
+//! agent owns only its own objects and entries; shared Devices are the
+//! controller's, folded from the reports.
 
 use std::collections::BTreeMap;
 

@@ -526,7 +526,7 @@ impl Ledger {
             Done::Report { key, done, result } => {
                 let dirty = Key::Report(key.clone());
                 self.in_flight.remove(&dirty);
-                self.reported(&key, done);
+                self.report_written(&key, done);
                 match result {
                     Ok(()) => {
                         self.retries.remove(&dirty);

@@ -99,7 +99,7 @@ impl Ledger {
             .get(device)
             .map(|(_, a)| a.clone())
             .unwrap_or_default();
-        // Another node may have applied this very spec already.
+        // The API may have this very spec already (a previous run's write).
         if let Some(d) = desired
             && applied.spec.as_ref() != Some(&d.spec)
             && self.live_specs.get(device) == Some(&desired::spec_hash(&d.spec))

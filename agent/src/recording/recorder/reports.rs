@@ -130,7 +130,7 @@ impl Ledger {
     }
 
     /// Takes in the shard writes that were made.
-    pub(super) fn reported(&mut self, set: &SetKey, done: Vec<ShardWrite>) {
+    pub(super) fn report_written(&mut self, set: &SetKey, done: Vec<ShardWrite>) {
         if !self.sets.contains_key(set) {
             return;
         }

@@ -235,6 +235,14 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .map_err(Error::Registration)?;
     tasks.spawn("handler registrations", handlers.follow(registrations));
 
+    let supervisor = discovery::supervisor::Supervisor::new(
+        client.clone(),
+        namespace,
+        node_name.clone(),
+        inputs,
+        metrics.clone(),
+    );
+
     // What this node offers pods, for the kubelet and the container runtime.
     let access = &args.access;
     let cdi = match config::enabled(&access.cdi_dir) {
@@ -258,6 +266,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             client.clone(),
             settings,
             offers.clone(),
+            supervisor.per_device(),
             cdi.clone(),
             metrics.clone(),
         );
@@ -277,8 +286,6 @@ pub async fn run(args: Args) -> Result<(), Error> {
     )
     .map_err(Error::DraPlugin)?;
 
-    let supervisor =
-        discovery::supervisor::Supervisor::new(client, namespace, node_name, inputs, metrics);
     tasks.spawn("DeviceSet watch", supervisor.run(available, ready));
 
     tokio::select! {

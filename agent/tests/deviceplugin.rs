@@ -61,11 +61,14 @@ async fn agents(
     Ok(agents)
 }
 
+/// A debug-echo DeviceSet; `per_device`: its Devices are resources of
+/// their own too (`devicePlugin.perDevice`).
 async fn create_set(
     env: &TestEnv,
     name: &str,
     capacity: i32,
     details: Value,
+    per_device: bool,
 ) -> anyhow::Result<()> {
     let set: DeviceSet = serde_json::from_value(json!({
         "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
@@ -73,6 +76,7 @@ async fn create_set(
         "spec": {
             "discovery": { "handler": "debug-echo", "details": details, "gracePeriodSeconds": 1 },
             "capacity": capacity,
+            "devicePlugin": { "perDevice": per_device },
         },
     }))?;
     env.api::<DeviceSet>()
@@ -133,6 +137,7 @@ async fn devices_are_served_allocated_reclaimed_and_withdrawn() -> anyhow::Resul
         "cams",
         2,
         json!({ "devices": [{ "id": "cam-1", "properties": { "ROOM": "lab" } }, "cam-2"] }),
+        true,
     )
     .await?;
     let found = devices(&env, 2).await?;
@@ -386,6 +391,7 @@ async fn two_nodes_never_hold_one_slot_of_a_shared_device() -> anyhow::Result<()
         "plcs",
         1,
         json!({ "shared": true, "devices": ["plc-1", "plc-2"] }),
+        true,
     )
     .await?;
     let api: Api<Device> = env.api();
@@ -470,7 +476,7 @@ async fn kubelet_and_agent_restarts_keep_slots_and_registrations() -> anyhow::Re
     let mut kubelet = kubelet
         .take()
         .ok_or_else(|| anyhow::anyhow!("no kubelet"))?;
-    create_set(&env, "usb", 1, json!({ "devices": ["usb-1"] })).await?;
+    create_set(&env, "usb", 1, json!({ "devices": ["usb-1"] }), true).await?;
     let found = devices(&env, 1).await?;
     let usb = found["usb-1"].name_any();
     kubelet
@@ -557,6 +563,95 @@ async fn kubelet_and_agent_restarts_keep_slots_and_registrations() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn a_set_is_one_resource_unless_it_asks_for_one_per_device() -> anyhow::Result<()> {
+    let env = TestEnv::new("dp-per-set").await?;
+    ambit_tests::crds::install(&env.client).await?;
+    let agents = agents(&env, 1, &[]).await?;
+    let kubelet = agents[0]
+        .1
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no kubelet"))?;
+    create_set(
+        &env,
+        "lines",
+        1,
+        json!({ "devices": ["l-1", "l-2", "l-3"] }),
+        false,
+    )
+    .await?;
+    let found = devices(&env, 3).await?;
+    let names: Vec<String> = found.values().map(|d| d.name_any()).collect();
+
+    // By default: the set's resource only, one socket, one registration.
+    kubelet
+        .wait("the set's resource with its three devices", |s| {
+            s.lists.get(&res("lines")).is_some_and(|l| l.len() == 3)
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        kubelet.seen().lists.keys().cloned().collect::<Vec<_>>(),
+        [res("lines")]
+    );
+    assert_eq!(kubelet.registered(), 1);
+    assert_eq!(
+        socket_files(&kubelet.dir),
+        ["ambit-lines.sock", "kubelet.sock"]
+    );
+
+    // Asked for: each Device is a resource too, from the running agent.
+    let sets: Api<DeviceSet> = env.api();
+    let per_device = |on: bool| json!({ "spec": { "devicePlugin": { "perDevice": on } } });
+    sets.patch(
+        "lines",
+        &PatchParams::default(),
+        &Patch::Merge(per_device(true)),
+    )
+    .await?;
+    kubelet
+        .wait("a resource per device beside the set's", |s| {
+            names
+                .iter()
+                .all(|n| s.lists.get(&res(n)).is_some_and(|l| l.len() == 1))
+        })
+        .await?;
+    assert_eq!(kubelet.registered(), 4);
+
+    // No longer asked for: the devices' resources are emptied and their
+    // sockets go; the set's stays as it was.
+    sets.patch(
+        "lines",
+        &PatchParams::default(),
+        &Patch::Merge(per_device(false)),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while socket_files(&kubelet.dir) != ["ambit-lines.sock", "kubelet.sock"] {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the devices' sockets stayed: {:?}",
+            socket_files(&kubelet.dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in &names {
+        assert!(kubelet.list(&res(name)).is_empty(), "{name} still listed");
+    }
+    assert_eq!(kubelet.list(&res("lines")).len(), 3);
+    let set_registrations = kubelet
+        .seen()
+        .registrations
+        .iter()
+        .filter(|r| r.resource_name == res("lines"))
+        .count();
+    assert_eq!(
+        set_registrations, 1,
+        "the set's resource did not register again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn empty_paths_switch_device_plugins_and_cdi_off() -> anyhow::Result<()> {
     let env = TestEnv::new("dp-off").await?;
     ambit_tests::crds::install(&env.client).await?;
@@ -567,7 +662,7 @@ async fn empty_paths_switch_device_plugins_and_cdi_off() -> anyhow::Result<()> {
     ];
     let agents = agents(&env, 1, &off).await?;
     let agent = &agents[0].0;
-    create_set(&env, "off", 1, json!({ "devices": ["x"] })).await?;
+    create_set(&env, "off", 1, json!({ "devices": ["x"] }), true).await?;
     devices(&env, 1).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(socket_files(&agent.kubelet_dir.join("device-plugins")).is_empty());

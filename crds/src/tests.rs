@@ -75,3 +75,25 @@ fn status_lists_are_list_maps_keyed_for_server_side_apply() {
         serde_json::json!(["node"])
     );
 }
+
+#[test]
+fn per_device_resources_follow_the_broker_unless_the_set_says() {
+    use crate::v1alpha1::DeviceSetSpec;
+    let spec = |extra: serde_json::Value| -> DeviceSetSpec {
+        let mut spec = serde_json::json!({ "discovery": { "handler": "udev" } });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        serde_json::from_value(spec).expect("a valid spec")
+    };
+    let pod = serde_json::json!({ "containers": [{ "name": "b", "image": "b:1" }] });
+    assert!(!spec(serde_json::json!({})).per_device_resources());
+    let device_plugin = serde_json::json!({ "broker": { "pod": pod, "access": "DevicePlugin" } });
+    assert!(spec(device_plugin).per_device_resources());
+    let dra = serde_json::json!({ "broker": { "pod": pod, "access": "DRA" } });
+    assert!(!spec(dra).per_device_resources());
+    let asked = serde_json::json!({ "devicePlugin": { "perDevice": true } });
+    assert!(spec(asked).per_device_resources());
+    let declined = serde_json::json!({ "devicePlugin": { "perDevice": false } });
+    assert!(!spec(declined).per_device_resources());
+}

@@ -118,6 +118,34 @@ fn set_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             Some("must be of type object"),
         ),
         (
+            "per-device resources asked for",
+            json!({ "discovery": { "handler": "udev" }, "devicePlugin": { "perDevice": true } }),
+            None,
+        ),
+        (
+            "device-plugin brokers with per-device resources left at their default",
+            json!({ "discovery": { "handler": "udev" }, "broker": { "pod": pod, "access": "DevicePlugin" } }),
+            None,
+        ),
+        (
+            "device-plugin brokers without per-device resources",
+            json!({
+                "discovery": { "handler": "udev" },
+                "broker": { "pod": pod, "access": "DevicePlugin" },
+                "devicePlugin": { "perDevice": false },
+            }),
+            Some("broker.access DevicePlugin asks for each device's own resource"),
+        ),
+        (
+            "DRA brokers without per-device resources",
+            json!({
+                "discovery": { "handler": "udev" },
+                "broker": { "pod": pod, "access": "DRA" },
+                "devicePlugin": { "perDevice": false },
+            }),
+            None,
+        ),
+        (
             "no discovery",
             json!({ "capacity": 1 }),
             Some("spec.discovery: Required value"),

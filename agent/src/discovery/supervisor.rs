@@ -74,6 +74,9 @@ pub struct Supervisor {
     restarts: Restarts,
     /// The watch's relist bookkeeping: sets deleted while it was away.
     relist: Relist<SetKey>,
+    /// The sets (namespace, name) whose Devices are device-plugin resources
+    /// of their own, for the device plugins.
+    per_device: watch::Sender<BTreeSet<(String, String)>>,
 }
 
 /// Why the supervisor stopped: a task it feeds or is fed by is gone.
@@ -122,7 +125,32 @@ impl Supervisor {
             tasks: JoinSet::new(),
             restarts: Restarts::default(),
             relist: Relist::default(),
+            per_device: watch::Sender::new(BTreeSet::new()),
         }
+    }
+
+    /// The sets (namespace, name) whose Devices are device-plugin resources
+    /// of their own ([`ambit_crds::v1alpha1::DeviceSetSpec::per_device_resources`]),
+    /// kept current as DeviceSets change.
+    pub fn per_device(&self) -> watch::Receiver<BTreeSet<(String, String)>> {
+        self.per_device.subscribe()
+    }
+
+    /// Tells the device plugins when a set's choice of per-device resources
+    /// changed (a set with it on came or went, or was edited).
+    fn publish_per_device(&self, key: &SetKey) {
+        let wants = self
+            .sets
+            .get(key)
+            .is_some_and(|set| set.spec.per_device_resources());
+        let entry = (key.namespace.clone(), key.name.clone());
+        self.per_device.send_if_modified(|sets| {
+            if wants {
+                sets.insert(entry)
+            } else {
+                sets.remove(&entry)
+            }
+        });
     }
 
     /// Watches DeviceSets in all namespaces and follows handler changes;
@@ -183,6 +211,7 @@ impl Supervisor {
                 // Outside a listing, `listed` is `seen`.
                 self.relist.listed(key.clone());
                 self.sets.insert(key.clone(), set);
+                self.publish_per_device(&key);
                 self.reconcile(&key, handlers).await?;
             }
             watcher::Event::Delete(set) => {
@@ -238,6 +267,7 @@ impl Supervisor {
 
     async fn remove(&mut self, key: &SetKey) -> Result<(), Stopped> {
         self.sets.remove(key);
+        self.publish_per_device(key);
         self.running.remove(key);
         self.restarts.forget(key);
         self.unavailable.remove(key);

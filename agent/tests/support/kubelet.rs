@@ -194,6 +194,11 @@ impl Kubelet {
         }
     }
 
+    /// What the kubelet saw so far.
+    pub fn seen(&self) -> Seen {
+        self.seen.borrow().clone()
+    }
+
     /// How many resources registered with this kubelet (each once).
     pub fn registered(&self) -> usize {
         let seen = self.seen.borrow();

@@ -34,6 +34,11 @@ use super::schema::{self, Details};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!(has(self.devicePlugin) && has(self.devicePlugin.perDevice) && !self.devicePlugin.perDevice && has(self.broker) && has(self.broker.access) && self.broker.access == 'DevicePlugin')"
+).message(
+    "broker.access DevicePlugin asks for each device's own resource: remove devicePlugin.perDevice: false, or use access DRA"
+))]
 pub struct DeviceSetSpec {
     /// How devices are found: which discovery handler runs, and with what input.
     pub discovery: Discovery,
@@ -69,6 +74,41 @@ pub struct DeviceSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::embedded::<Option<ServiceSpec>>")]
     pub set_service: Option<ServiceSpec>,
+
+    /// Which kubelet device-plugin resources the agents serve for this set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_plugin: Option<DevicePluginResources>,
+}
+
+impl DeviceSetSpec {
+    /// Whether each Device of this set is also its own device-plugin
+    /// resource, `ambit.dev/<device>`: `devicePlugin.perDevice`, or, unset,
+    /// whether the brokers ask for it (`broker.access: DevicePlugin`).
+    pub fn per_device_resources(&self) -> bool {
+        self.device_plugin
+            .as_ref()
+            .and_then(|d| d.per_device)
+            .unwrap_or_else(|| {
+                self.broker.as_ref().and_then(|b| b.access) == Some(Access::DevicePlugin)
+            })
+    }
+}
+
+/// Which kubelet device-plugin resources the agents serve for a set. The
+/// set's own, `ambit.dev/<set>` (any device of the set on the node), is
+/// always served.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePluginResources {
+    /// Also serve each Device as a resource of its own, `ambit.dev/<device>`,
+    /// for pods that must get one precise device. Each is one more socket,
+    /// gRPC server and kubelet registration on every node that sees the
+    /// device, and one more extended resource in that Node's status, so it
+    /// is off unless asked for: unset, it is on only when `broker.access`
+    /// is `DevicePlugin` (each broker asks for its device's resource). DRA
+    /// selects precise devices without either cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_device: Option<bool>,
 }
 
 fn default_capacity() -> i32 {

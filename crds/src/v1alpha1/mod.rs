@@ -10,7 +10,7 @@ pub use device::{
 };
 pub use device_report::{DeviceReport, DeviceReportSpec, ReportedDevice};
 pub use device_set::{
-    Access, Broker, DeviceSet, DeviceSetNodeStatus, DeviceSetSpec, DeviceSetStatus, Discovery,
-    DiscoveryProperty, HandlerState, PropertySource,
+    Access, Broker, DevicePluginResources, DeviceSet, DeviceSetNodeStatus, DeviceSetSpec,
+    DeviceSetStatus, Discovery, DiscoveryProperty, HandlerState, PropertySource,
 };
 pub use schema::Details;

@@ -17,7 +17,8 @@ impl Cluster<'_> {
 
     /// A udev DeviceSet `name` for the node's block device `kernel` (a
     /// loop device: every node of this machine has one, and no container
-    /// gets it unless it is handed over), capacity 1.
+    /// gets it unless it is handed over), capacity 1, each device its own
+    /// device-plugin resource too.
     async fn apply_loop_set(
         &self,
         name: &str,
@@ -34,6 +35,7 @@ impl Cluster<'_> {
                 }},
                 "capacity": 1,
                 "brokerProperties": properties,
+                "devicePlugin": { "perDevice": true },
             },
         }))
         .await

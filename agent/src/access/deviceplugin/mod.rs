@@ -1,9 +1,11 @@
-//! Kubelet device plugins (`deviceplugin/v1beta1`): every Device this node
-//! offers is the resource `ambit.dev/<device>` with `capacity` slots, and
-//! every DeviceSet with devices here is `ambit.dev/<set>` (any of them).
+//! Kubelet device plugins (`deviceplugin/v1beta1`): every DeviceSet with
+//! devices here is the resource `ambit.dev/<set>` (any of them, `capacity`
+//! slots each), and every Device of a set that wants per-device resources
+//! (`devicePlugin.perDevice`, or brokers with `access: DevicePlugin`) is
+//! also `ambit.dev/<device>`.
 //!
 //! ```text
-//!  offers ──► manager ──► one DevicePlugin server per resource, <dir>/ambit-<name>.sock
+//!  offers, per-device sets ──► manager ──► one DevicePlugin server per resource, <dir>/ambit-<name>.sock
 //!               │  ▲          │ registered with <dir>/kubelet.sock (again when the kubelet restarts)
 //!               │  │          ▼
 //!               │  └── Slots (held slots, health) ◄── Allocate ──► claims: status.allocations (SSA)
@@ -30,9 +32,10 @@ mod claims;
 mod kubelet;
 mod plugin;
 mod slots;
+mod sockets;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,7 +51,8 @@ use tracing::{debug, info, warn};
 
 use self::kubelet::FileId;
 use self::plugin::Plugin;
-use self::slots::{Collision, Owner, PREFIX, Slots};
+use self::slots::{Collision, Owner, Slots};
+use self::sockets::{DirStamp, remove_stale_sockets, socket_name};
 use crate::access::cdi;
 use crate::access::kubelet::proto::deviceplugin as pb;
 use crate::access::offers::Offers;
@@ -116,6 +120,7 @@ pub fn spawn(
     client: kube::Client,
     settings: Settings,
     offers: watch::Receiver<Offers>,
+    per_device: watch::Receiver<PerDevice>,
     cdi: watch::Receiver<cdi::Written>,
     metrics: Metrics,
 ) {
@@ -145,8 +150,12 @@ pub fn spawn(
         },
     );
     let manager = Manager::new(shared, settings.dir, recorder);
-    tasks.spawn("device plugins", manager.run(offers));
+    tasks.spawn("device plugins", manager.run(offers, per_device));
 }
+
+/// The DeviceSets (namespace, name) whose Devices are device-plugin
+/// resources of their own, as the DeviceSet watch has them.
+pub type PerDevice = BTreeSet<(String, String)>;
 
 /// A resource's running server.
 struct Served {
@@ -167,67 +176,6 @@ struct Manager {
     /// The directory as the last full check of its sockets saw it.
     dir_seen: Option<DirStamp>,
     polls_since_full_check: u32,
-}
-
-/// A directory's identity and modification time: a file created or
-/// removed in it changes the time, so while the stamp stays the same every
-/// socket in it is still there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DirStamp {
-    dev: u64,
-    ino: u64,
-    mtime: (i64, i64),
-}
-
-impl DirStamp {
-    fn of(dir: &Path) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(dir).ok()?;
-        Some(Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-        })
-    }
-}
-
-/// The longest path a unix socket may have (`sun_path` is 108 bytes, one
-/// of them the terminating NUL).
-const MAX_SOCKET_PATH: usize = 107;
-
-/// The socket file of a resource in `dir`: `ambit-<name>.sock`, or
-/// `ambit-<hash>.sock` when that path would be too long for a unix socket
-/// (a 63-character Device name under a distribution's longer kubelet root,
-/// such as MicroK8s', would be).
-fn socket_name(dir: &Path, resource: &str) -> String {
-    let name = &resource[PREFIX.len()..];
-    let readable = format!("ambit-{name}.sock");
-    if dir.join(&readable).as_os_str().len() <= MAX_SOCKET_PATH {
-        return readable;
-    }
-    use sha2::{Digest, Sha256};
-    let hash: String = Sha256::digest(name.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("ambit-{hash}.sock")
-}
-
-/// Removes sockets of a previous run (`ambit-*.sock`) from `dir`.
-fn remove_stale_sockets(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("ambit-") && name.ends_with(".sock") {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => debug!(socket = %name, "removed a stale socket"),
-                Err(error) => warn!(%error, socket = %name, "failed to remove a stale socket"),
-            }
-        }
-    }
 }
 
 impl Drop for Manager {
@@ -255,7 +203,11 @@ impl Manager {
 
     /// Serves what the offers ask for until they close; the servers stop
     /// when the manager is dropped (the process stopping).
-    async fn run(mut self, mut offers: watch::Receiver<Offers>) {
+    async fn run(
+        mut self,
+        mut offers: watch::Receiver<Offers>,
+        mut per_device: watch::Receiver<PerDevice>,
+    ) {
         let dir = self.dir.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || remove_stale_sockets(&dir)).await {
             warn!(%error, "failed to remove stale sockets");
@@ -266,8 +218,16 @@ impl Manager {
         let mut cdi_open = true;
         // What the next turn must redo: the offers taken in, the lists sent.
         // The poll alone redoes neither, so at rest a turn is a few `stat`s.
-        let (mut new_offers, mut resend) = (true, true);
+        let (mut new_offers, mut new_sets, mut resend) = (true, true, true);
+        let mut sets_open = true;
         loop {
+            if new_sets {
+                let sets = per_device.borrow_and_update().clone();
+                let collisions = self.shared.state().set_per_device(sets);
+                for collision in collisions {
+                    self.report(&collision);
+                }
+            }
             if new_offers {
                 let current = offers.borrow_and_update().clone();
                 let collisions = self.shared.state().set_offers(current);
@@ -275,14 +235,18 @@ impl Manager {
                     self.report(&collision);
                 }
             }
-            if new_offers || resend {
+            if new_offers || new_sets || resend {
                 self.reconcile().await;
             }
-            (new_offers, resend) = (false, false);
+            (new_offers, new_sets, resend) = (false, false, false);
             tokio::select! {
                 changed = offers.changed() => {
                     if changed.is_err() { break }
                     new_offers = true;
+                }
+                changed = per_device.changed(), if sets_open => {
+                    sets_open = changed.is_ok();
+                    new_sets = sets_open;
                 }
                 changed = cdi.changed(), if cdi_open => {
                     cdi_open = changed.is_ok();
@@ -564,30 +528,5 @@ async fn reclaimer(shared: Arc<Shared>, socket: PathBuf, grace: Duration) {
         }
         shared.dirty.notify_one();
         shared.changed.notify_one();
-    }
-}
-
-#[cfg(test)]
-mod socket_tests {
-    use super::*;
-
-    #[test]
-    fn socket_paths_always_fit_a_unix_socket() {
-        let device = format!("{PREFIX}{}", "d".repeat(63));
-        let short = Path::new("/var/lib/kubelet/device-plugins");
-        assert_eq!(
-            socket_name(short, &format!("{PREFIX}cams")),
-            "ambit-cams.sock"
-        );
-        let long = Path::new("/var/snap/microk8s/common/var/lib/kubelet/device-plugins");
-        let name = socket_name(long, &device);
-        assert!(
-            long.join(&name).as_os_str().len() <= MAX_SOCKET_PATH,
-            "{name}"
-        );
-        assert_ne!(
-            name,
-            socket_name(long, &format!("{PREFIX}{}", "e".repeat(63)))
-        );
     }
 }

@@ -5,11 +5,13 @@
 //! [`Slots::observe_pods`], and unit-tested by calling those.
 //!
 //! A slot is one of a Device's `capacity` uses. It has one kubelet device ID,
-//! `<device>-<slot>`, listed both under the device's resource
-//! (`ambit.dev/<device>`) and under its set's (`ambit.dev/<set>`). The
-//! kubelet counts each resource on its own, so a slot that one resource
-//! handed out is reported Unhealthy by the other, and a slot another node
-//! holds is Unhealthy in both.
+//! `<device>-<slot>`, listed under its set's resource (`ambit.dev/<set>`)
+//! and, when the set wants per-device resources
+//! ([`ambit_crds::v1alpha1::DeviceSetSpec::per_device_resources`]), under
+//! the device's own (`ambit.dev/<device>`) too. The kubelet counts each
+//! resource on its own, so a slot that one resource handed out is reported
+//! Unhealthy by the other, and a slot another node holds is Unhealthy in
+//! both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,6 +149,8 @@ pub struct Slots {
     /// node's entries, and a watch event that still shows a slot it has
     /// just released must not bring the slot back.
     adopted: BTreeSet<DeviceKey>,
+    /// The sets (namespace, set) whose Devices are resources of their own.
+    per_device: BTreeSet<(String, String)>,
 }
 
 /// The device ID of `slot` of `device`.
@@ -203,48 +207,7 @@ impl Slots {
     /// previous run's), and forgets recorded slots someone else removed.
     /// Returns the collisions not reported before.
     pub fn set_offers(&mut self, offers: Offers) -> Vec<Collision> {
-        let mut wanted: BTreeMap<String, Vec<Owner>> = BTreeMap::new();
-        for key in offers.keys() {
-            wanted
-                .entry(contract::resource(&key.1))
-                .or_default()
-                .push(Owner::Device(key.clone()));
-        }
-        let sets: BTreeSet<(String, String)> = offers
-            .iter()
-            .map(|(key, offer)| (key.0.clone(), offer.spec.device_set.clone()))
-            .collect();
-        for (namespace, set) in sets {
-            wanted
-                .entry(contract::resource(&set))
-                .or_default()
-                .push(Owner::Set { namespace, set });
-        }
-        let mut resources = BTreeMap::new();
-        let mut collisions = vec![];
-        for (resource, owners) in wanted {
-            if !valid_resource_name(&resource[PREFIX.len()..]) {
-                continue;
-            }
-            let winner = self
-                .resources
-                .get(&resource)
-                .filter(|current| owners.contains(current))
-                .unwrap_or(&owners[0])
-                .clone();
-            for loser in owners.iter().filter(|o| **o != winner) {
-                if self.collisions.insert((resource.clone(), loser.clone())) {
-                    collisions.push(Collision {
-                        resource: resource.clone(),
-                        winner: winner.clone(),
-                        loser: loser.clone(),
-                    });
-                }
-            }
-            resources.insert(resource, winner);
-        }
-        self.resources = resources;
-
+        let collisions = self.choose_resources(&offers);
         for (key, offer) in offers.iter() {
             let mine: BTreeMap<u32, &Allocation> = offer
                 .allocations
@@ -287,6 +250,73 @@ impl Slots {
         collisions
     }
 
+    /// Takes in which sets want a resource per Device (namespace, set):
+    /// recomputes the resources as [`Slots::set_offers`] does. Returns the
+    /// collisions not reported before.
+    pub fn set_per_device(&mut self, sets: BTreeSet<(String, String)>) -> Vec<Collision> {
+        self.per_device = sets;
+        let offers = self.offers.clone();
+        self.choose_resources(&offers)
+    }
+
+    /// Whether the devices of `set` in `namespace` are resources of their own.
+    fn per_device(&self, namespace: &str, set: &str) -> bool {
+        self.per_device
+            .contains(&(namespace.to_owned(), set.to_owned()))
+    }
+
+    /// The resources `offers` ask for: every set's, and every Device's whose
+    /// set wants them. A name keeps its owner while that owner wants it;
+    /// otherwise devices come before sets, in namespace order.
+    fn choose_resources(&mut self, offers: &Offers) -> Vec<Collision> {
+        let mut wanted: BTreeMap<String, Vec<Owner>> = BTreeMap::new();
+        let mut sets: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for (key, offer) in offers.iter() {
+            let set = offer.spec.device_set.as_str();
+            sets.insert((key.0.as_str(), set));
+            if self.per_device(&key.0, set) {
+                wanted
+                    .entry(contract::resource(&key.1))
+                    .or_default()
+                    .push(Owner::Device(key.clone()));
+            }
+        }
+        for (namespace, set) in sets {
+            wanted
+                .entry(contract::resource(set))
+                .or_default()
+                .push(Owner::Set {
+                    namespace: namespace.to_owned(),
+                    set: set.to_owned(),
+                });
+        }
+        let mut resources = BTreeMap::new();
+        let mut collisions = vec![];
+        for (resource, owners) in wanted {
+            if !valid_resource_name(&resource[PREFIX.len()..]) {
+                continue;
+            }
+            let winner = self
+                .resources
+                .get(&resource)
+                .filter(|current| owners.contains(current))
+                .unwrap_or(&owners[0])
+                .clone();
+            for loser in owners.iter().filter(|o| **o != winner) {
+                if self.collisions.insert((resource.clone(), loser.clone())) {
+                    collisions.push(Collision {
+                        resource: resource.clone(),
+                        winner: winner.clone(),
+                        loser: loser.clone(),
+                    });
+                }
+            }
+            resources.insert(resource, winner);
+        }
+        self.resources = resources;
+        collisions
+    }
+
     /// The device IDs of `resource` and whether each is healthy (free, or
     /// held through this very resource).
     pub fn list(&self, resource: &str) -> Vec<(String, bool)> {
@@ -305,7 +335,12 @@ impl Slots {
                         None => true,
                         Some(held) => match &held.resource {
                             Some(through) => through == resource,
-                            None => matches!(owner, Owner::Device(_)),
+                            // Adopted after a restart: through the Device's
+                            // resource if there is one, else the set's.
+                            None => match owner {
+                                Owner::Device(_) => true,
+                                Owner::Set { namespace, set } => !self.per_device(namespace, set),
+                            },
                         },
                     };
                 list.push((device_id(&key.1, slot), healthy));

@@ -38,9 +38,61 @@ fn key(namespace: &str, name: &str) -> DeviceKey {
     (namespace.into(), name.into())
 }
 
+/// Slots of `node` whose sets `sets` (namespace, set) want per-device resources.
+fn per_device(node: &str, sets: &[(&str, &str)]) -> Slots {
+    let mut slots = Slots::new(node);
+    let sets = sets.iter().map(|(n, s)| ((*n).to_owned(), (*s).to_owned()));
+    assert!(slots.set_per_device(sets.collect()).is_empty());
+    slots
+}
+
+#[test]
+fn a_set_is_one_resource_and_its_devices_are_resources_only_when_it_asks() {
+    let mut slots = Slots::new("a");
+    slots.set_offers(offers_of(&[
+        offer("ns", "cam-1", "cams", 2),
+        offer("ns", "cam-2", "cams", 1),
+        offer("ns", "mic-1", "mics", 1),
+    ]));
+    assert_eq!(
+        slots.resources().keys().collect::<Vec<_>>(),
+        ["ambit.dev/cams", "ambit.dev/mics"]
+    );
+    assert_eq!(slots.list("ambit.dev/cam-1"), []);
+    assert_eq!(
+        slots
+            .check("ambit.dev/cam-1", "cam-1-0")
+            .unwrap_err()
+            .reason(),
+        "unknown_device"
+    );
+
+    let sets = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+            .collect()
+    };
+    slots.set_per_device(sets(&[("ns", "cams")]));
+    assert_eq!(
+        slots.resources().keys().collect::<Vec<_>>(),
+        [
+            "ambit.dev/cam-1",
+            "ambit.dev/cam-2",
+            "ambit.dev/cams",
+            "ambit.dev/mics"
+        ]
+    );
+    // Another namespace's set of the same name asks for nothing here.
+    slots.set_per_device(sets(&[("other", "mics")]));
+    assert_eq!(
+        slots.resources().keys().collect::<Vec<_>>(),
+        ["ambit.dev/cams", "ambit.dev/mics"]
+    );
+}
+
 #[test]
 fn each_device_and_each_set_is_a_resource_with_capacity_slots() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("ns", "cams")]);
     slots.set_offers(offers_of(&[
         offer("ns", "cam-1", "cams", 2),
         offer("ns", "cam-2", "cams", 1),
@@ -65,7 +117,7 @@ fn each_device_and_each_set_is_a_resource_with_capacity_slots() {
 
 #[test]
 fn a_name_wanted_twice_is_served_once_and_keeps_its_owner() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("a", "set-a"), ("b", "set-b"), ("a", "other")]);
     // Namespace b's device came first.
     slots.set_offers(offers_of(&[offer("b", "x", "set-b", 1)]));
     let collisions = slots.set_offers(offers_of(&[
@@ -101,14 +153,22 @@ fn names_that_cannot_be_resources_are_skipped() {
     assert!(valid_resource_name("cams-1.a_b"));
     assert!(!valid_resource_name(&"x".repeat(64)));
     assert!(!valid_resource_name("-a"));
+    let long = "s".repeat(70);
     let mut slots = Slots::new("a");
-    slots.set_offers(offers_of(&[offer("ns", "cam-1", &"s".repeat(70), 1)]));
-    assert_eq!(slots.resources().len(), 1);
+    slots.set_offers(offers_of(&[offer("ns", "cam-1", &long, 1)]));
+    assert!(slots.resources().is_empty(), "the set's name is too long");
+    let mut slots = per_device("a", &[("ns", &long)]);
+    slots.set_offers(offers_of(&[offer("ns", "cam-1", &long, 1)]));
+    assert_eq!(
+        slots.resources().keys().collect::<Vec<_>>(),
+        ["ambit.dev/cam-1"],
+        "the device's own name still is one"
+    );
 }
 
 #[test]
 fn a_slot_held_elsewhere_or_through_the_other_resource_is_unhealthy() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("ns", "cams")]);
     let mut cam = offer("ns", "cam", "cams", 3);
     cam.allocations = vec![allocation(0, "b")];
     slots.set_offers(offers_of(&[cam]));
@@ -162,7 +222,7 @@ fn a_slot_held_elsewhere_or_through_the_other_resource_is_unhealthy() {
 
 #[test]
 fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("ns", "cams")]);
     slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     let slot = (key("ns", "cam"), 1);
     slots.hold(&slot, "ambit.dev/cam", Timestamp::UNIX_EPOCH);
@@ -181,8 +241,8 @@ fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     // resource is assumed, the set resource reports it unhealthy.
     let mut shown = offer("ns", "cam", "cams", 2);
     shown.allocations = entries;
-    let mut restarted = Slots::new("a");
-    restarted.set_offers(offers_of(&[shown]));
+    let mut restarted = per_device("a", &[("ns", "cams")]);
+    restarted.set_offers(offers_of(&[shown.clone()]));
     assert!(restarted.holds(&slot));
     assert_eq!(
         restarted.list("ambit.dev/cam")[1],
@@ -196,11 +256,25 @@ fn entries_are_written_for_held_slots_and_adopted_after_a_restart() {
     // Someone removes the recorded entry: it is forgotten.
     restarted.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     assert!(!restarted.holds(&slot));
+
+    // A set without per-device resources: the slot can only have been
+    // taken through the set's resource, which reports it held by itself.
+    let mut set_only = Slots::new("a");
+    set_only.set_offers(offers_of(&[shown]));
+    assert!(set_only.holds(&slot));
+    assert_eq!(
+        set_only.list("ambit.dev/cams"),
+        [("cam-0".to_owned(), true), ("cam-1".to_owned(), true)]
+    );
+    assert_eq!(
+        set_only.check("ambit.dev/cams", "cam-1").unwrap(),
+        (slot, true)
+    );
 }
 
 #[test]
 fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("ns", "cams")]);
     slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 2)]));
     let start = Timestamp::UNIX_EPOCH;
     slots.hold(&(key("ns", "cam"), 0), "ambit.dev/cams", start);
@@ -237,7 +311,7 @@ fn pods_name_their_slots_and_slots_of_no_pod_are_reclaimed_after_the_grace() {
 
 #[test]
 fn a_released_slot_is_not_adopted_again_from_a_watch_event_that_lags() {
-    let mut slots = Slots::new("a");
+    let mut slots = per_device("a", &[("ns", "cams")]);
     let slot = (key("ns", "cam"), 0);
     slots.set_offers(offers_of(&[offer("ns", "cam", "cams", 1)]));
     slots.hold(&slot, "ambit.dev/cam", Timestamp::UNIX_EPOCH);

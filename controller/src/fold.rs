@@ -6,12 +6,16 @@
 //!  reports of the set (every shard, every node) ─► skip nodes that are gone or NotReady past the toleration
 //!      ─► per device id: spec from the first node by name that reports it, an entry per node
 //!      ─► vs. the cached Device: spec hash differs ─► apply spec;  entries differ ─► apply status.nodes
+//!         with the Available condition they make (one status write, not two)
 //!  a cached shared Device no report lists any more ─► status.nodes emptied (the Device reconciler
 //!      then counts it unseen and deletes it after its grace period)
 //! ```
 //! Rules:
 //! - one writer: the controller owns a shared Device's metadata, spec and
 //!   all of `status.nodes`, so each is one write however many nodes see it;
+//! - the entries and the `Available` condition they make go in one status
+//!   apply (the Device reconciler computes the same condition from the
+//!   same entries, finds it written, and writes nothing);
 //! - nodes that disagree about a device's properties: the report of the
 //!   node first by name wins, so the outcome does not depend on timing;
 //! - a node listed in two shards of its report (while it reshards) gets
@@ -27,7 +31,10 @@ use ambit_crds::v1alpha1::{Device, DeviceNodeStatus, DeviceReport, DeviceSpec, R
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::health::{NodeHealth, Standing, standing};
+use ambit_crds::conditions::{self, AVAILABLE};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::health::{self, NodeHealth, Standing, standing};
 
 /// What the fold needs of the DeviceSet.
 #[derive(Debug, Clone)]
@@ -51,6 +58,11 @@ pub struct Write {
     pub object: Option<Device>,
     /// Its complete `status.nodes` to apply, when it changed.
     pub nodes: Option<Vec<DeviceNodeStatus>>,
+    /// The `Available` condition that goes with `nodes`, applied with them:
+    /// the Device reconciler then finds it in place and has no write of its
+    /// own to make. Its `observedGeneration` is the cached Device's; the
+    /// spec apply's answer replaces it when `object` is written.
+    pub available: Option<Condition>,
 }
 
 /// The fold's writes, and when to look again (a NotReady node's toleration
@@ -135,10 +147,14 @@ pub fn plan<'a>(
             .then_some(entries);
         wanted.insert(name.clone());
         if object.is_some() || nodes.is_some() {
+            let available = nodes
+                .as_ref()
+                .map(|n| available_with(current.copied(), n.len()));
             writes.push(Write {
                 name,
                 object,
                 nodes,
+                available,
             });
         }
     }
@@ -149,10 +165,28 @@ pub fn plan<'a>(
                 name,
                 object: None,
                 nodes: Some(vec![]),
+                available: Some(available_with(Some(device), 0)),
             });
         }
     }
     Plan { writes, recheck }
+}
+
+/// The `Available` condition of `device` (cached; `None`: new) once `nodes`
+/// nodes see it, keeping its transition time when its status stays.
+fn available_with(device: Option<&Device>, nodes: usize) -> Condition {
+    // A new Device's generation is 1 (the API server's rule for creates).
+    let generation = device.map_or(Some(1), |d| d.metadata.generation);
+    let mut conditions: Vec<Condition> = device
+        .and_then(|d| d.status.as_ref())
+        .into_iter()
+        .flat_map(|s| &s.conditions)
+        .filter(|c| c.type_ == AVAILABLE)
+        .cloned()
+        .collect();
+    let fresh = health::available_at(generation, nodes);
+    conditions::set_condition(&mut conditions, fresh.clone());
+    conditions.pop().unwrap_or(fresh)
 }
 
 /// The spec of the shared Device a node reports.

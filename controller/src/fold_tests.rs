@@ -37,9 +37,23 @@ fn written(write: &Write) -> Device {
     let mut device = write.object.clone().expect("an object");
     device.status = Some(ambit_crds::v1alpha1::DeviceStatus {
         nodes: write.nodes.clone().unwrap_or_default(),
+        conditions: write.available.clone().into_iter().collect(),
         ..Default::default()
     });
+    device.metadata.generation = Some(1);
     device
+}
+
+/// A write's Available condition: (status, reason, message, generation).
+fn available(write: &Write) -> Option<(String, String, String, Option<i64>)> {
+    write.available.as_ref().map(|c| {
+        (
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+            c.observed_generation,
+        )
+    })
 }
 
 fn ready(_: &str) -> Option<NodeHealth> {
@@ -79,6 +93,16 @@ fn three_nodes_seeing_one_device_make_one_device_with_three_entries() {
         nodes,
         [("edge-1", at(10)), ("edge-2", at(20)), ("edge-3", at(30))]
     );
+    assert_eq!(
+        available(&plan.writes[0]),
+        Some((
+            "True".into(),
+            "Seen".into(),
+            "seen by 3 node(s)".into(),
+            Some(1)
+        )),
+        "the entries' condition goes with them: the Device reconciler has nothing to write"
+    );
 }
 
 #[test]
@@ -102,6 +126,17 @@ fn what_is_already_so_is_not_written_again() {
     assert_eq!(third.writes.len(), 1);
     assert!(third.writes[0].object.is_none(), "the spec is as it was");
     assert_eq!(third.writes[0].nodes.as_ref().map(Vec::len), Some(3));
+    let condition = third.writes[0].available.as_ref();
+    assert_eq!(
+        condition.map(|c| c.message.as_str()),
+        Some("seen by 3 node(s)")
+    );
+    let before = device.status.as_ref().map(|s| &s.conditions[0]);
+    assert_eq!(
+        condition.map(|c| &c.last_transition_time),
+        before.map(|c| &c.last_transition_time),
+        "still True: the transition time stays"
+    );
 }
 
 #[test]
@@ -179,6 +214,10 @@ fn a_device_no_report_lists_is_emptied_once_and_local_devices_are_left_alone() {
     assert_eq!(write.name, listed.name_any());
     assert!(write.object.is_none());
     assert_eq!(write.nodes, Some(vec![]));
+    assert_eq!(
+        available(write).map(|a| (a.0, a.1)),
+        Some(("False".into(), "NotSeen".into()))
+    );
     let mut emptied = listed.clone();
     emptied.status = None;
     let again = plan(&SET, [], &[&emptied, &local], ready, TOLERATION, now());

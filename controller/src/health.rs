@@ -137,7 +137,12 @@ pub fn grace(device: &Device, set: Option<&DeviceSet>) -> Duration {
 
 /// The `Available` condition `device` should have, given `nodes` entries left.
 pub fn available(device: &Device, nodes: usize) -> Condition {
-    let generation = device.metadata.generation;
+    available_at(device.metadata.generation, nodes)
+}
+
+/// The `Available` condition of a Device at `generation` that `nodes` nodes
+/// see (the fold's, written with the entries it counts).
+pub fn available_at(generation: Option<i64>, nodes: usize) -> Condition {
     if nodes > 0 {
         conditions::condition(
             AVAILABLE,

@@ -5,12 +5,15 @@
 //! ```text
 //!  DeviceSet ─┬─ read: its reports, its Devices, nodes' health (caches)
 //!             └─ fold::plan ─► apply Device metadata+spec (`ambit-controller`)
-//!                           ─► apply status.nodes (`ambit-controller/nodes`)
+//!                           ─► apply status.nodes + Available (`ambit-controller/nodes`)
 //! ```
 //! Triggered by its set, its reports, the deletion of one of its shared
 //! Devices, and the health of nodes that report for it; everything else a
-//! shared Device needs (conditions, deletion, brokers) is the Device
-//! reconciler's, as for any Device.
+//! shared Device needs (its other conditions, deletion, brokers) is the
+//! Device reconciler's, as for any Device. The Available condition is
+//! written here with the entries that make it, so a new shared Device costs
+//! one status write; the Device reconciler computes the same condition and
+//! writes it only where the two differ (it saw newer entries first).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -97,12 +100,16 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
     let namespace = &namespace;
     let written: Vec<(String, u64)> = futures::stream::iter(due)
         .map(|(write, print)| async move {
+            let mut available = write.available.clone();
             if let Some(object) = &write.object {
-                ctx.writer.apply_device(object).await?;
+                let applied = ctx.writer.apply_device(object).await?;
+                if let Some(condition) = available.as_mut() {
+                    condition.observed_generation = applied.metadata.generation;
+                }
             }
             if let Some(nodes) = &write.nodes {
                 ctx.writer
-                    .device_nodes(namespace, &write.name, nodes)
+                    .device_nodes(namespace, &write.name, nodes, available.as_ref())
                     .await?;
             }
             Ok::<_, Error>((write.name, print))

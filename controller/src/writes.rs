@@ -116,30 +116,31 @@ impl Writer {
     }
 
     /// Applies a shared Device's metadata and spec (creating it if need be).
-    pub async fn apply_device(&self, device: &Device) -> Result<(), Error> {
+    pub async fn apply_device(&self, device: &Device) -> Result<Device, Error> {
         let name = device.name_any();
         self.api::<Device>(&device.namespace().unwrap_or_default())
             .patch(&name, &apply_params(), &Patch::Apply(device))
             .await
-            .map(drop)
             .map_err(|source| Error::ApplyDevice {
                 device: name,
                 source,
             })
     }
 
-    /// Applies all of a shared Device's `status.nodes`, as
-    /// [`contract::NODES_MANAGER`]; a Device that is gone needs none.
+    /// Applies all of a shared Device's `status.nodes` and the `Available`
+    /// condition they make, as [`contract::NODES_MANAGER`]; a Device that is
+    /// gone needs none.
     pub async fn device_nodes(
         &self,
         namespace: &str,
         name: &str,
         nodes: &[DeviceNodeStatus],
+        available: Option<&Condition>,
     ) -> Result<(), Error> {
         let patch = json!({
             "apiVersion": "ambit.dev/v1alpha1", "kind": "Device",
             "metadata": { "name": name },
-            "status": { "nodes": nodes },
+            "status": { "nodes": nodes, "conditions": available.into_iter().collect::<Vec<_>>() },
         });
         let params = PatchParams::apply(contract::NODES_MANAGER).force();
         let result = self

@@ -296,7 +296,8 @@ async fn controllers(
     });
     let shared_node_events = node_changes(sh.nodes, &ctx.stores.nodes);
     let (reports, report_index) = (ctx.stores.reports.clone(), ctx.indexes.clone());
-    let shared_controller = Controller::for_shared_stream(sh.sets, ctx.stores.sets.clone())
+    let set_events = set_changes(sh.sets, &ctx.stores.sets);
+    let shared_controller = Controller::for_shared_stream(set_events, ctx.stores.sets.clone())
         .watches_shared_stream(sh.reports, |report: Arc<DeviceReport>| {
             let ns = report.namespace()?;
             Some(ObjectRef::new(&report.spec.device_set).within(&ns))
@@ -363,10 +364,39 @@ fn node_changes(
     nodes: cache::Trigger<Node>,
     cached: &kube::runtime::reflector::Store<Node>,
 ) -> impl futures::Stream<Item = Arc<Node>> + use<> {
-    let (cached, mut changes) = (cached.clone(), NodeChanges::default());
-    nodes.filter(move |node: &Arc<Node>| {
-        let present = cached.get(&ObjectRef::from_obj(node.as_ref())).is_some();
-        futures::future::ready(changes.changed(node, present))
+    let mut changes = NodeChanges::default();
+    filter_events(nodes, cached, move |node, present| {
+        changes.changed(node, present)
+    })
+}
+
+/// The events of `sets` (a trigger of the `cached` sets) that the fold
+/// follows ([`shared::SetChanges`]): not the sets' status writes.
+fn set_changes(
+    sets: cache::Trigger<DeviceSet>,
+    cached: &kube::runtime::reflector::Store<DeviceSet>,
+) -> impl futures::Stream<Item = Arc<DeviceSet>> + use<> {
+    let mut changes = shared::SetChanges::default();
+    filter_events(sets, cached, move |set, present| {
+        changes.changed(set, present)
+    })
+}
+
+/// The events of `trigger` that `keep` keeps, told whether the `cached`
+/// store still holds the object (whether the event is its deletion).
+fn filter_events<K, F>(
+    trigger: cache::Trigger<K>,
+    cached: &kube::runtime::reflector::Store<K>,
+    mut keep: F,
+) -> impl futures::Stream<Item = Arc<K>> + use<K, F>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    F: FnMut(&K, bool) -> bool + Send + 'static,
+{
+    let cached = cached.clone();
+    trigger.filter(move |object: &Arc<K>| {
+        let present = cached.get(&ObjectRef::from_obj(object.as_ref())).is_some();
+        futures::future::ready(keep(object, present))
     })
 }
 

@@ -122,6 +122,29 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
     Ok(Action::requeue(plan.recheck.unwrap_or(SAFETY_NET)))
 }
 
+/// Remembers each DeviceSet's generation, to tell the set events the fold
+/// must follow (the set appeared, went, or its spec changed) from its
+/// status writes. Agents and the set reconciler write a set's status while
+/// its Devices are being written, each write within the debounce of the
+/// last, and a fold triggered by them would wait until they stop.
+#[derive(Debug, Default)]
+pub struct SetChanges {
+    seen: std::collections::HashMap<String, Option<i64>>,
+}
+
+impl SetChanges {
+    /// Whether this event of `set` is one the fold follows (`present`: the
+    /// cache still holds it). A set that went is forgotten.
+    pub fn changed(&mut self, set: &DeviceSet, present: bool) -> bool {
+        let uid = set.uid().unwrap_or_default();
+        if !present {
+            self.seen.remove(&uid);
+            return true;
+        }
+        self.seen.insert(uid, set.metadata.generation) != Some(set.metadata.generation)
+    }
+}
+
 /// A fingerprint of what a write makes a Device say.
 fn fingerprint(write: &Write) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -135,4 +158,35 @@ fn fingerprint(write: &Write) -> u64 {
         .map(|n| serde_json::to_string(n).unwrap_or_default());
     (object, nodes).hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(uid: &str, generation: i64) -> DeviceSet {
+        let mut set: DeviceSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ambit.dev/v1alpha1", "kind": "DeviceSet",
+            "metadata": { "name": "plcs", "namespace": "plant" },
+            "spec": { "discovery": { "handler": "modbus" } },
+        }))
+        .unwrap_or_else(|e| panic!("a DeviceSet: {e}"));
+        set.metadata.uid = Some(uid.into());
+        set.metadata.generation = Some(generation);
+        set
+    }
+
+    #[test]
+    fn a_sets_status_writes_do_not_trigger_the_fold_and_its_spec_changes_do() {
+        let mut changes = SetChanges::default();
+        assert!(changes.changed(&set("u1", 1), true), "a new set");
+        assert!(!changes.changed(&set("u1", 1), true), "a status write");
+        assert!(changes.changed(&set("u1", 2), true), "a spec change");
+        assert!(changes.changed(&set("u1", 2), false), "it went");
+        assert!(
+            changes.changed(&set("u1", 2), true),
+            "forgotten when it went"
+        );
+        assert!(changes.changed(&set("u2", 2), true), "another set, by uid");
+    }
 }

@@ -4,7 +4,8 @@
 //! ```text
 //!  DeviceSet watch ──┐                        ┌─► discovery task per set (restarted when
 //!                    ├─► Supervisor (index) ──┤    its inputs change)
-//!  handlers (watch) ─┘                        └─► recorder: SetUpserted / SetRemoved / HandlerUnavailable
+//!  handlers (watch) ─┘                        ├─► recorder: SetUpserted / SetRemoved / HandlerUnavailable
+//!                                             └─► device plugins: the sets that want per-device resources
 //! ```
 //!
 //! A task's inputs are its set's `spec.discovery` and the handler's

@@ -1,3 +1,4 @@
 //! What the agent's integration tests share.
 
 pub mod kubelet;
+pub mod plugins;

@@ -20,6 +20,7 @@ use ambit_crds::v1alpha1::Allocation;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::PerDevice;
 use crate::access::offers::{DeviceKey, Offers};
 
 /// The resource prefix: `ambit.dev/<name>`.
@@ -149,8 +150,9 @@ pub struct Slots {
     /// node's entries, and a watch event that still shows a slot it has
     /// just released must not bring the slot back.
     adopted: BTreeSet<DeviceKey>,
-    /// The sets (namespace, set) whose Devices are resources of their own.
-    per_device: BTreeSet<(String, String)>,
+    /// The sets whose Devices are resources of their own, by namespace
+    /// (looked up once per offer, so by borrowed names).
+    per_device: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The device ID of `slot` of `device`.
@@ -253,8 +255,11 @@ impl Slots {
     /// Takes in which sets want a resource per Device (namespace, set):
     /// recomputes the resources as [`Slots::set_offers`] does. Returns the
     /// collisions not reported before.
-    pub fn set_per_device(&mut self, sets: BTreeSet<(String, String)>) -> Vec<Collision> {
-        self.per_device = sets;
+    pub fn set_per_device(&mut self, sets: PerDevice) -> Vec<Collision> {
+        self.per_device = BTreeMap::new();
+        for (namespace, set) in sets {
+            self.per_device.entry(namespace).or_default().insert(set);
+        }
         let offers = self.offers.clone();
         self.choose_resources(&offers)
     }
@@ -262,7 +267,8 @@ impl Slots {
     /// Whether the devices of `set` in `namespace` are resources of their own.
     fn per_device(&self, namespace: &str, set: &str) -> bool {
         self.per_device
-            .contains(&(namespace.to_owned(), set.to_owned()))
+            .get(namespace)
+            .is_some_and(|sets| sets.contains(set))
     }
 
     /// The resources `offers` ask for: every set's, and every Device's whose

@@ -34,7 +34,8 @@ pub struct Args {
     pub identity: Option<String>,
 
     /// How long a leader's Lease lasts without renewal: a standby takes over
-    /// at most this long after the leader dies.
-    #[arg(long, env = "AMBIT_LEASE_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// at most this long after the leader dies. The leader renews it when a
+    /// third of it has passed, so a renewal may take two thirds of it.
+    #[arg(long, env = "AMBIT_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 }

@@ -9,7 +9,7 @@
 //!           ├─ memory           (crate::memory: per Device / DeviceSet, pruned with them)
 //!           ├─ metrics, settings
 //!           └─ Tidy: the caches' departures ─► memory forgets, set metrics removed,
-//!                    the slice sweep told that Devices went
+//!                    the slice sweep told that DeviceSets went
 //! ```
 
 use std::collections::HashSet;
@@ -52,9 +52,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings.
     pub settings: Settings,
-    /// Told when Devices leave the cache (a deletion, or a relisting that
-    /// lacks some): their ResourceSlices are due for the sweep.
-    pub devices_gone: Arc<Notify>,
+    /// Told when DeviceSets leave the cache (a deletion, or a relisting
+    /// that lacks some): their ResourceSlices are due for the sweep.
+    pub sets_gone: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Context {
@@ -70,23 +70,25 @@ impl std::fmt::Debug for Context {
 struct Tidy {
     memory: Arc<Memory>,
     metrics: Metrics,
-    devices_gone: Arc<Notify>,
+    sets_gone: Arc<Notify>,
 }
 
 impl Forget for Tidy {
     fn gone(&self, gone: Gone<'_>) {
         self.memory.gone(gone);
         match gone.kind {
-            Kind::DeviceSet => self.metrics.remove_set(gone.namespace, gone.name),
-            Kind::Device => self.devices_gone.notify_one(),
-            Kind::Node => {}
+            Kind::DeviceSet => {
+                self.metrics.remove_set(gone.namespace, gone.name);
+                self.sets_gone.notify_one();
+            }
+            Kind::Device | Kind::Node => {}
         }
     }
 
     fn listed(&self, kind: Kind, live: &HashSet<String>) {
         self.memory.listed(kind, live);
-        if kind == Kind::Device {
-            self.devices_gone.notify_one();
+        if kind == Kind::DeviceSet {
+            self.sets_gone.notify_one();
         }
     }
 }
@@ -101,11 +103,11 @@ impl Context {
         metrics: Metrics,
     ) -> (Self, Triggers, Vec<BoxFuture<'static, ()>>) {
         let memory = Arc::new(Memory::default());
-        let devices_gone = Arc::new(Notify::new());
+        let sets_gone = Arc::new(Notify::new());
         let tidy = Arc::new(Tidy {
             memory: memory.clone(),
             metrics: metrics.clone(),
-            devices_gone: devices_gone.clone(),
+            sets_gone: sets_gone.clone(),
         });
         let (stores, indexes, triggers, drivers) =
             cache::start(&client, settings.namespace.as_deref(), tidy);
@@ -116,7 +118,7 @@ impl Context {
             memory,
             metrics,
             settings,
-            devices_gone,
+            sets_gone,
         };
         (ctx, triggers, drivers)
     }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use ambit_crds::conditions::{self, AVAILABLE};
 use ambit_crds::v1alpha1::{Access, Device, DeviceSet};
-use ambit_dra as dra;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -184,15 +183,7 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    // 3. Where pods can claim it (DRA), and what runs for it.
-    let nodes: Vec<String> = device
-        .status
-        .iter()
-        .flat_map(|s| &s.nodes)
-        .filter(|n| !stale.contains(&n.node))
-        .map(|n| n.node.clone())
-        .collect();
-    publish_slices(ctx, device, &nodes).await?;
+    // 3. What runs for it (its DRA pools are its set's: `shared.rs`).
     if let Some(set) = set {
         if let Some(after) = brokers(ctx, device, &set).await? {
             soonest(after);
@@ -203,72 +194,19 @@ async fn reconcile_inner(device: &Device, ctx: &Context) -> Result<Action, Error
     Ok(Action::requeue(wake.unwrap_or(SAFETY_NET)))
 }
 
-/// Makes the ResourceSlices of `device` say what `nodes` (those that see
-/// it now) and its spec say (see [`pools`]).
-async fn publish_slices(ctx: &Context, device: &Device, nodes: &[String]) -> Result<(), Error> {
-    let prefix = pools::prefix(&device.namespace().unwrap_or_default(), &device.name_any());
-    let existing: Vec<_> = (0..)
-        .map_while(|i| {
-            ctx.stores
-                .slices
-                .get(&ObjectRef::new(&format!("{prefix}-{i}")))
-        })
-        .map(|s| s.as_ref().clone())
-        .collect();
-    // The selector matches the nodes' hostname label (usually their name).
-    let mut hostnames: Vec<String> = nodes
-        .iter()
-        .map(|node| {
-            ctx.stores
-                .nodes
-                .get(&ObjectRef::new(node))
-                .and_then(|n| n.labels().get(dra::HOSTNAME_LABEL).cloned())
-                .unwrap_or_else(|| node.clone())
-        })
-        .collect();
-    hostnames.sort();
-    hostnames.dedup();
-    let Some(plan) = pools::plan(device, &hostnames, &existing) else {
-        return Ok(());
-    };
-    // The slice cache may not show slices applied a moment ago (the
-    // Device's own later writes reconcile it again): not again.
-    let uid = device.uid().unwrap_or_default();
-    let inputs = format!(
-        "{hostnames:?}/{}",
-        serde_json::to_string(&device.spec).unwrap_or_default()
-    );
-    if !ctx.memory.slices_due(&uid, &inputs) {
-        return Ok(());
-    }
-    for slice in &plan.apply {
-        ctx.writer.apply_slice(slice).await?;
-    }
-    for name in &plan.delete {
-        ctx.writer.delete_slice(name).await?;
-    }
-    ctx.memory.slices_wrote(&uid, inputs);
-    info!(
-        device = %device.name_any(),
-        nodes = ?hostnames,
-        slices = plan.apply.len(),
-        "published the shared device's ResourceSlices"
-    );
-    Ok(())
-}
-
-/// Deletes the shared devices' ResourceSlices whose Device is gone.
+/// Deletes the shared devices' ResourceSlices whose DeviceSet is gone (and
+/// those of earlier builds' pools of one Device).
 pub async fn sweep_slices(ctx: &Context) -> Result<(), Error> {
     let live = ctx
         .stores
-        .devices
+        .sets
         .state()
         .iter()
-        .filter_map(|d| d.uid())
+        .filter_map(|s| s.uid())
         .collect();
     let slices = ctx.stores.slices.state();
     for name in pools::orphans(slices.iter().map(AsRef::as_ref), &live) {
-        info!(slice = %name, "deleting the ResourceSlice of a Device that is gone");
+        info!(slice = %name, "deleting a ResourceSlice whose DeviceSet is gone");
         ctx.writer.delete_slice(&name).await?;
     }
     Ok(())

@@ -9,6 +9,7 @@
 //!         with the Available condition they make (one status write, not two)
 //!  a cached shared Device no report lists any more ─► status.nodes emptied (the Device reconciler
 //!      then counts it unseen and deletes it after its grace period)
+//!  every device the reports list, with its spec and nodes ─► the set's DRA pools (`pools`)
 //! ```
 //! Rules:
 //! - one writer: the controller owns a shared Device's metadata, spec and
@@ -65,12 +66,25 @@ pub struct Write {
     pub available: Option<Condition>,
 }
 
-/// The fold's writes, and when to look again (a NotReady node's toleration
-/// ends).
+/// One shared Device as the reports make it, written or not.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    /// The Device.
+    pub name: String,
+    /// Its spec.
+    pub spec: DeviceSpec,
+    /// The nodes that see it, by name.
+    pub nodes: Vec<String>,
+}
+
+/// The fold's writes, every shared Device the reports make, and when to
+/// look again (a NotReady node's toleration ends).
 #[derive(Debug, Default)]
 pub struct Plan {
     /// The writes, one per Device that needs any.
     pub writes: Vec<Write>,
+    /// Every shared Device the reports list (their DRA pools follow them).
+    pub devices: Vec<Folded>,
     /// When a node's entries stop counting, if one is NotReady.
     pub recheck: Option<Duration>,
 }
@@ -127,10 +141,12 @@ pub fn plan<'a>(
         .map(|d| (d.name_any(), *d))
         .collect();
     let mut writes = vec![];
+    let mut folded = vec![];
     let mut wanted = std::collections::BTreeSet::new();
     for (id, (source, seen)) in devices {
         let name = names::device_name(set.name, id, None);
         let spec = spec_of(set, source);
+        let seen_by: Vec<String> = seen.keys().map(|n| (*n).to_owned()).collect();
         let entries: Vec<DeviceNodeStatus> = seen
             .into_iter()
             .map(|(node, since)| DeviceNodeStatus {
@@ -138,6 +154,11 @@ pub fn plan<'a>(
                 since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since),
             })
             .collect();
+        folded.push(Folded {
+            name: name.clone(),
+            nodes: seen_by,
+            spec: spec.clone(),
+        });
         let current = cached.get(&name);
         let object = current
             .is_none_or(|d| !same_spec(d, &spec))
@@ -169,7 +190,11 @@ pub fn plan<'a>(
             });
         }
     }
-    Plan { writes, recheck }
+    Plan {
+        writes,
+        devices: folded,
+        recheck,
+    }
 }
 
 /// The `Available` condition of `device` (cached; `None`: new) once `nodes`

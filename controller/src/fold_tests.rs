@@ -115,6 +115,15 @@ fn what_is_already_so_is_not_written_again() {
     let device = written(&first.writes[0]);
     let again = plan(&SET, &reports, &[&device], ready, TOLERATION, now());
     assert!(again.writes.is_empty(), "{:?}", again.writes);
+    // Written or not, every device is in the plan, for its DRA pool.
+    let folded: Vec<(&str, &[String])> = again
+        .devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.nodes.as_slice()))
+        .collect();
+    let both = ["edge-1".to_owned(), "edge-2".to_owned()];
+    assert_eq!(folded, [(device.name_any().as_str(), &both[..])]);
+    assert_eq!(again.devices[0].spec, device.spec);
 
     // A third node: only the entries change.
     let more = [
@@ -172,6 +181,11 @@ fn nodes_gone_or_not_ready_past_the_toleration_do_not_count() {
         .map(|n| n.node.as_str())
         .collect();
     assert_eq!(nodes, ["flaky", "ready"]);
+    assert_eq!(
+        plan.devices[0].nodes,
+        ["flaky", "ready"],
+        "its pool's nodes too"
+    );
     assert_eq!(
         plan.recheck,
         Some(Duration::from_secs(50)),

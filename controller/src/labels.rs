@@ -8,19 +8,20 @@
 
 use std::collections::BTreeMap;
 
-use ambit_crds::contract::{DEVICE_LABEL, NODE_LABEL, SET_LABEL, SPEC_HASH};
-use ambit_dra::DEVICE_UID_LABEL;
+use ambit_crds::contract::{self, DEVICE_LABEL, MANAGED_BY, NODE_LABEL, SET_LABEL, SPEC_HASH};
 use sha2::{Digest, Sha256};
 
 /// The label naming a shared device's namespace on its ResourceSlices, so
 /// that controllers scoped to one namespace each see only their own slices.
 pub const NAMESPACE_LABEL: &str = "ambit.dev/namespace";
 
-/// The label selector of the ResourceSlices this controller manages.
+/// The label selector of the ResourceSlices this controller manages (the
+/// agents' slices are managed by `ambit-agent`).
 pub fn slice_selector(namespace: Option<&str>) -> String {
+    let managed = format!("{MANAGED_BY}={}", contract::CONTROLLER);
     match namespace {
-        Some(ns) => format!("{DEVICE_UID_LABEL},{NAMESPACE_LABEL}={ns}"),
-        None => DEVICE_UID_LABEL.to_owned(),
+        Some(ns) => format!("{managed},{NAMESPACE_LABEL}={ns}"),
+        None => managed,
     }
 }
 

@@ -136,12 +136,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
         })
     });
 
-    let duration = lease_duration.as_secs().max(2);
+    // Renewed when a third of it has passed (client-go's defaults: a 15 s
+    // Lease, 10 s to renew it): one slow request on a busy API server must
+    // not end the term.
+    let duration = lease_duration.as_secs().max(3);
     let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&lease_namespace)
         .with_identity(&identity)
         .with_duration(duration)
-        .with_grace((duration / 3).max(1))
+        .with_grace(duration * 2 / 3)
         .build()
         .await
         .map_err(|source| Error::Lease {
@@ -323,10 +326,10 @@ async fn controllers(
         .run(shared::reconcile, shared::error_policy, ctx)
         .for_each(|_| async {});
 
-    // Shared devices' ResourceSlices whose Device is gone (cluster-scoped
+    // Shared devices' ResourceSlices whose DeviceSet is gone (cluster-scoped
     // objects cannot be garbage-collected with a namespaced owner): swept
-    // when the cache sees Devices go, and again a moment later (the slice
-    // cache may lag a slice applied just before its Device went); at rest,
+    // when the cache sees DeviceSets go, and again a moment later (the slice
+    // cache may lag a slice applied just before its set went); at rest,
     // only the safety net's sweep, so an idle controller does no work.
     let sweeper = {
         let ctx = ctx_for_sweep;
@@ -338,7 +341,7 @@ async fn controllers(
                 } else {
                     timing::SAFETY_NET
                 };
-                again = tokio::time::timeout(wait, ctx.devices_gone.notified())
+                again = tokio::time::timeout(wait, ctx.sets_gone.notified())
                     .await
                     .is_ok();
                 if let Err(error) = device::sweep_slices(&ctx).await {

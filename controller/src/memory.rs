@@ -13,7 +13,7 @@
 //! while a watch was down), and when a reconcile that has just written to
 //! it finds the object gone from the cache (a deletion that raced it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,9 +26,12 @@ struct Entry {
     /// Device: the conditions last written, and when (a cache that lags
     /// its own writes must not cause them again).
     written: Option<(String, Instant)>,
-    /// Device: what its ResourceSlices were last applied from (the nodes
-    /// that see it and its spec), and when.
-    slices_written: Option<(String, Instant)>,
+    /// DeviceSet: a fingerprint of what its shared devices' ResourceSlices
+    /// were last applied from (each Device's spec and nodes), and when.
+    slices_written: Option<(u64, Instant)>,
+    /// DeviceSet: the generation last written to each pool of its shared
+    /// devices (the slice cache may lag it).
+    pool_generations: HashMap<String, i64>,
     /// DeviceSet: when its status was last written, to pace writes.
     status_written: Option<Instant>,
     /// Device: per node, broker failures in a row and when a replacement
@@ -90,20 +93,43 @@ impl Memory {
         !recent.unwrap_or(false)
     }
 
-    /// Whether to apply the ResourceSlices of the Device `uid` made from
-    /// `inputs`: not when slices from the same inputs were applied less
-    /// than [`CACHE_LAG`] ago (the slice cache may not show them yet).
-    pub fn slices_due(&self, uid: &str, inputs: &str) -> bool {
-        let recent = self.peek(Kind::Device, uid, |entry| {
-            matches!(&entry.slices_written, Some((last, at)) if last == inputs && at.elapsed() < CACHE_LAG)
+    /// Whether to apply the ResourceSlices of the shared devices of the
+    /// DeviceSet `uid` made from inputs of fingerprint `print`: not when
+    /// slices from the same inputs were applied less than [`CACHE_LAG`]
+    /// ago (the slice cache may not show them yet).
+    pub fn slices_due(&self, uid: &str, print: u64) -> bool {
+        let recent = self.peek(Kind::DeviceSet, uid, |entry| {
+            matches!(entry.slices_written, Some((last, at)) if last == print && at.elapsed() < CACHE_LAG)
         });
         !recent.unwrap_or(false)
     }
 
-    /// Records that the slices of the Device `uid` were applied from `inputs`.
-    pub fn slices_wrote(&self, uid: &str, inputs: String) {
-        self.with(Kind::Device, uid, |entry| {
-            entry.slices_written = Some((inputs, Instant::now()));
+    /// The generation last written to `pool` of the DeviceSet `uid` (0:
+    /// none).
+    pub fn pool_generation(&self, uid: &str, pool: &str) -> i64 {
+        self.peek(Kind::DeviceSet, uid, |entry| {
+            entry.pool_generations.get(pool).copied()
+        })
+        .flatten()
+        .unwrap_or(0)
+    }
+
+    /// Records that the slices of the DeviceSet `uid` were applied from
+    /// inputs of fingerprint `print`, writing `generations` (pool → its new
+    /// generation); `gone` are the pools it deleted.
+    pub fn slices_wrote(
+        &self,
+        uid: &str,
+        print: u64,
+        generations: BTreeMap<String, i64>,
+        gone: &BTreeSet<String>,
+    ) {
+        self.with(Kind::DeviceSet, uid, |entry| {
+            entry.slices_written = Some((print, Instant::now()));
+            entry
+                .pool_generations
+                .retain(|pool, _| !gone.contains(pool));
+            entry.pool_generations.extend(generations);
         });
     }
 

@@ -6,6 +6,7 @@
 //!  DeviceSet ─┬─ read: its reports, its Devices, nodes' health (caches)
 //!             └─ fold::plan ─► apply Device metadata+spec (`ambit-controller`)
 //!                           ─► apply status.nodes + Available (`ambit-controller/nodes`)
+//!                           ─► pools::plan ─► the set's ResourceSlices (a pool per set of nodes)
 //! ```
 //! Triggered by its set, its reports, the deletion of one of its shared
 //! Devices, and the health of nodes that report for it; everything else a
@@ -15,21 +16,26 @@
 //! one status write; the Device reconciler computes the same condition and
 //! writes it only where the two differ (it saw newer entries first).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
 use ambit_crds::v1alpha1::{Device, DeviceSet};
+use ambit_dra as dra;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::resource::v1::ResourceSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{info, instrument, warn};
 
 use crate::cache::{self, Kind};
 use crate::context::Context;
 use crate::error::{self, Error};
-use crate::fold::{self, SetView, Write};
+use crate::fold::{self, Folded, SetView, Write};
+use crate::pools;
 use crate::timing::SAFETY_NET;
 
 /// How many Devices are written at once.
@@ -118,8 +124,99 @@ async fn reconcile_inner(set: &DeviceSet, ctx: &Context) -> Result<Action, Error
         .try_collect()
         .await?;
     ctx.memory.folded(&uid, written);
+    let set_ref = pools::SetRef {
+        namespace,
+        name: &name,
+        uid: &uid,
+    };
+    publish_slices(ctx, set_ref, &plan.devices).await?;
     ctx.memory.succeeded(Kind::DeviceSet, &uid);
     Ok(Action::requeue(plan.recheck.unwrap_or(SAFETY_NET)))
+}
+
+/// Makes the set's ResourceSlices hold its shared devices, in one pool per
+/// set of nodes that see them (see [`pools`]).
+async fn publish_slices(
+    ctx: &Context,
+    set: pools::SetRef<'_>,
+    devices: &[Folded],
+) -> Result<(), Error> {
+    // The selector matches the nodes' hostname label (usually their name).
+    let hostname = |node: &String| {
+        ctx.stores
+            .nodes
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.labels().get(dra::HOSTNAME_LABEL).cloned())
+            .unwrap_or_else(|| node.clone())
+    };
+    let members: Vec<pools::Member<'_>> = devices
+        .iter()
+        .map(|d| {
+            let mut hostnames: Vec<String> = d.nodes.iter().map(hostname).collect();
+            hostnames.sort();
+            hostnames.dedup();
+            pools::Member {
+                name: &d.name,
+                spec: &d.spec,
+                hostnames,
+            }
+        })
+        .collect();
+    // The slice cache may not show slices applied a moment ago: not again.
+    let print = inputs_print(&members);
+    if !ctx.memory.slices_due(set.uid, print) {
+        return Ok(());
+    }
+    let cached = ctx.stores.slices.state();
+    let existing: Vec<&ResourceSlice> = cached
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|s| s.labels().get(dra::SET_UID_LABEL).map(String::as_str) == Some(set.uid))
+        .collect();
+    let Some(plan) = pools::plan(set, &members, &existing, |pool| {
+        ctx.memory.pool_generation(set.uid, pool)
+    }) else {
+        ctx.memory
+            .slices_wrote(set.uid, print, BTreeMap::new(), &BTreeSet::new());
+        return Ok(());
+    };
+    let gone: BTreeSet<String> = existing
+        .iter()
+        .filter(|s| plan.retire.contains(&s.name_any()))
+        .map(|s| s.spec.pool.name.clone())
+        .collect();
+    for name in &plan.retire {
+        ctx.writer.delete_slice(name).await?;
+    }
+    for slice in &plan.apply {
+        ctx.writer.apply_slice(slice).await?;
+    }
+    for name in &plan.delete {
+        ctx.writer.delete_slice(name).await?;
+    }
+    let generations = plan.generations();
+    info!(
+        set = %set.name,
+        pools = generations.len(),
+        applied = plan.apply.len(),
+        deleted = plan.retire.len() + plan.delete.len(),
+        "published the shared devices' ResourceSlices"
+    );
+    ctx.memory.slices_wrote(set.uid, print, generations, &gone);
+    Ok(())
+}
+
+/// A fingerprint of what a set's slices are made from.
+fn inputs_print(members: &[pools::Member<'_>]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for member in members {
+        member.name.hash(&mut hasher);
+        serde_json::to_string(member.spec)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        member.hostnames.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// Remembers each DeviceSet's generation, to tell the set events the fold

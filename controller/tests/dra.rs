@@ -90,17 +90,71 @@ fn unschedulable(pod: &Pod) -> bool {
         })
 }
 
-/// The nodes the slices of a shared device select.
-fn selected_nodes(slices: &[ResourceSlice], device: &str) -> Vec<String> {
-    let suffix = format!("/{device}");
+/// The slices of the shared pools that hold a DRA device of the Device
+/// `device` (a pool holds the devices of one set that the same nodes see).
+fn slices_of<'a>(slices: &'a [ResourceSlice], device: &str) -> Vec<&'a ResourceSlice> {
     slices
         .iter()
-        .filter(|s| s.spec.pool.name.starts_with("shared/") && s.spec.pool.name.ends_with(&suffix))
+        .filter(|s| s.spec.pool.name.starts_with("shared/"))
+        .filter(|s| {
+            s.spec.devices.iter().flatten().any(|d| {
+                d.attributes
+                    .as_ref()
+                    .and_then(|a| a.get("device"))
+                    .and_then(|a| a.string.as_deref())
+                    == Some(device)
+            })
+        })
+        .collect()
+}
+
+/// The nodes the slices of a shared device select.
+fn selected_nodes(slices: &[ResourceSlice], device: &str) -> Vec<String> {
+    slices_of(slices, device)
+        .into_iter()
         .filter_map(|s| s.spec.node_selector.clone())
         .flat_map(|n| n.node_selector_terms)
         .flat_map(|t| t.match_expressions.unwrap_or_default())
         .flat_map(|f| f.values.unwrap_or_default())
         .collect()
+}
+
+/// Plays a node's kubelet: finds the agent's DRA plugin through its
+/// registration socket in `kubelet` (the node's kubelet directory).
+async fn plugin_of(
+    kubelet: &std::path::Path,
+) -> anyhow::Result<DraPluginClient<tonic::transport::Channel>> {
+    let registration =
+        ambit_discovery::connect(&kubelet.join("plugins_registry/ambit.dev-reg.sock")).await?;
+    let info = RegistrationClient::new(registration)
+        .get_info(InfoRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        (info.r#type.as_str(), info.name.as_str()),
+        ("DRAPlugin", DRIVER)
+    );
+    assert!(info.supported_versions.contains(&"v1.DRAPlugin".to_owned()));
+    Ok(DraPluginClient::new(
+        ambit_discovery::connect(info.endpoint.as_ref()).await?,
+    ))
+}
+
+/// The request that prepares the claim `name`.
+async fn prepare_request(
+    claims: &Api<ResourceClaim>,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(NodePrepareResourcesRequest, String)> {
+    let uid = claims.get(name).await?.uid().unwrap_or_default();
+    let request = NodePrepareResourcesRequest {
+        claims: vec![Claim {
+            namespace: namespace.to_owned(),
+            uid: uid.clone(),
+            name: name.to_owned(),
+        }],
+    };
+    Ok((request, uid))
 }
 
 async fn the_device(devices: &Api<Device>) -> anyhow::Result<Device> {
@@ -115,6 +169,25 @@ async fn the_device(devices: &Api<Device>) -> anyhow::Result<Device> {
 async fn a_network_device_is_only_allocated_on_the_nodes_that_see_it() -> anyhow::Result<()> {
     let c = cluster("dra-shared", &[&[], &[], &[]]).await?;
     device_class(&c.env.client).await?;
+    // A slice of a pool of one Device, as earlier builds wrote them: the
+    // controller deletes it (the set's pools replace it).
+    let slices: Api<ResourceSlice> = Api::all(c.env.client.clone());
+    let legacy: ResourceSlice = serde_json::from_value(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+        "metadata": {
+            "name": format!("ambit-shared-legacy-{}", c.env.namespace),
+            "labels": {
+                "ambit.dev/device-uid": "a-device-long-gone",
+                "ambit.dev/namespace": c.env.namespace,
+                "app.kubernetes.io/managed-by": "ambit-controller",
+            },
+        },
+        "spec": {
+            "driver": DRIVER, "allNodes": true, "devices": [],
+            "pool": { "name": format!("shared/{}/old", c.env.namespace), "generation": 1, "resourceSliceCount": 1 },
+        },
+    }))?;
+    slices.create(&PostParams::default(), &legacy).await?;
     // Node 2 never sees the PLC; nodes 0 and 1 do.
     c.agents[2].set_offline(&["plc"])?;
     let sets: Api<DeviceSet> = c.env.api();
@@ -129,17 +202,13 @@ async fn a_network_device_is_only_allocated_on_the_nodes_that_see_it() -> anyhow
     let mut seeing = vec![c.agents[0].node.clone(), c.agents[1].node.clone()];
     seeing.sort();
 
-    let slices: Api<ResourceSlice> = Api::all(c.env.client.clone());
     let published = wait::list_until(&slices, TIMEOUT, "a slice selecting nodes 0 and 1", |ss| {
         let mut nodes = selected_nodes(ss, &device);
         nodes.sort();
         nodes == seeing
     })
     .await?;
-    let mine: Vec<&ResourceSlice> = published
-        .iter()
-        .filter(|s| s.spec.pool.name.ends_with(&format!("/{device}")))
-        .collect();
+    let mine = slices_of(&published, &device);
     let slots: usize = mine
         .iter()
         .map(|s| s.spec.devices.as_ref().map_or(0, Vec::len))
@@ -186,6 +255,37 @@ async fn a_network_device_is_only_allocated_on_the_nodes_that_see_it() -> anyhow
             p.name_any()
         );
     }
+    // The kubelet of p0's node prepares its claim: the node's plugin finds
+    // the device in the set's pool, whatever that pool is called; node 2,
+    // which does not see it, refuses.
+    let p0 = running
+        .iter()
+        .find(|p| p.name_any() == "p0")
+        .and_then(node_of)
+        .ok_or_else(|| anyhow::anyhow!("p0 is not placed"))?;
+    let agent = c
+        .agents
+        .iter()
+        .find(|a| a.node == p0)
+        .ok_or_else(|| anyhow::anyhow!("no agent on {p0}"))?;
+    let (request, uid) = prepare_request(&claims, &c.env.namespace, "c0").await?;
+    let answer = plugin_of(&agent.kubelet_dir)
+        .await?
+        .node_prepare_resources(request.clone())
+        .await?
+        .into_inner();
+    assert_eq!(answer.claims[&uid].error, "", "prepared on {p0}");
+    assert_eq!(answer.claims[&uid].devices.len(), 1);
+    let answer = plugin_of(&c.agents[2].kubelet_dir)
+        .await?
+        .node_prepare_resources(request)
+        .await?
+        .into_inner();
+    assert!(
+        answer.claims[&uid].error.contains("not one node"),
+        "node 2 refuses: {}",
+        answer.claims[&uid].error
+    );
 
     // A fourth claim finds no free slot: capacity holds.
     pods.create(&PostParams::default(), &pod("p3", "c3")?)
@@ -223,9 +323,8 @@ async fn a_network_device_is_only_allocated_on_the_nodes_that_see_it() -> anyhow
     wait::deleted(&devices, &device, TIMEOUT).await?;
     wait::list_until(&slices, TIMEOUT, "the gone Device's slices deleted", |ss| {
         selected_nodes(ss, &device).is_empty()
-            && !ss
-                .iter()
-                .any(|s| s.spec.pool.name.ends_with(&format!("/{device}")))
+            && slices_of(ss, &device).is_empty()
+            && !ss.iter().any(|s| s.name_any() == legacy.name_any())
     })
     .await?;
     Ok(())
@@ -277,9 +376,13 @@ async fn dra_brokers_claim_exactly_their_device() -> anyhow::Result<()> {
             "claim {} allocated one device",
             claim.name_any()
         );
+        let slots: Vec<String> = (0..2)
+            .map(|slot| ambit_dra::slot_device_name(&c.env.namespace, &device, slot))
+            .collect();
         assert!(
-            results[0].pool.ends_with(&format!("/{device}")),
-            "broker of {device} got a slot of pool {}",
+            ambit_dra::is_shared_pool(&results[0].pool) && slots.contains(&results[0].device),
+            "broker of {device} got a slot of it, not {} of pool {}",
+            results[0].device,
             results[0].pool
         );
     }
@@ -327,32 +430,13 @@ async fn local_devices_are_claimed_on_their_node_and_prepared_by_the_plugin() ->
 
     // Play node 0's kubelet: find the plugin through its registration
     // socket, then prepare the claim the scheduler allocated.
-    let kubelet = &c.agents[0].kubelet_dir;
-    let registration =
-        ambit_discovery::connect(&kubelet.join("plugins_registry/ambit.dev-reg.sock")).await?;
-    let info = RegistrationClient::new(registration)
-        .get_info(InfoRequest {})
-        .await?
-        .into_inner();
-    assert_eq!(
-        (info.r#type.as_str(), info.name.as_str()),
-        ("DRAPlugin", DRIVER)
-    );
-    assert!(info.supported_versions.contains(&"v1.DRAPlugin".to_owned()));
-    let mut plugin = DraPluginClient::new(ambit_discovery::connect(info.endpoint.as_ref()).await?);
-    let object = claims.get("cam").await?;
-    let request = NodePrepareResourcesRequest {
-        claims: vec![Claim {
-            namespace: c.env.namespace.clone(),
-            uid: object.uid().unwrap_or_default(),
-            name: "cam".into(),
-        }],
-    };
+    let mut plugin = plugin_of(&c.agents[0].kubelet_dir).await?;
+    let (request, uid) = prepare_request(&claims, &c.env.namespace, "cam").await?;
     let answer = plugin
         .node_prepare_resources(request.clone())
         .await?
         .into_inner();
-    let prepared = &answer.claims[&object.uid().unwrap_or_default()];
+    let prepared = &answer.claims[&uid];
     assert_eq!(prepared.error, "");
     assert_eq!(prepared.devices.len(), 1);
     assert_eq!(
@@ -362,16 +446,9 @@ async fn local_devices_are_claimed_on_their_node_and_prepared_by_the_plugin() ->
     );
 
     // Node 1's kubelet cannot prepare a device of node 0.
-    let other = &c.agents[1].kubelet_dir;
-    let info = RegistrationClient::new(
-        ambit_discovery::connect(&other.join("plugins_registry/ambit.dev-reg.sock")).await?,
-    )
-    .get_info(InfoRequest {})
-    .await?
-    .into_inner();
-    let mut plugin = DraPluginClient::new(ambit_discovery::connect(info.endpoint.as_ref()).await?);
+    let mut plugin = plugin_of(&c.agents[1].kubelet_dir).await?;
     let answer = plugin.node_prepare_resources(request).await?.into_inner();
-    let refused = &answer.claims[&object.uid().unwrap_or_default()];
+    let refused = &answer.claims[&uid];
     assert!(
         refused.error.contains("not one node"),
         "node 1 refuses: {}",

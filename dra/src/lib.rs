@@ -2,8 +2,9 @@
 //! the driver name, how a Device becomes DRA devices, pools and
 //! ResourceSlices. Pure functions, shared by the agent (which publishes the
 //! per-node pool of local devices, and prepares claims for the kubelet) and
-//! the controller (which publishes one pool per shared device, whose node
-//! selector names every node that sees it). Kept out of `ambit-crds`, which
+//! the controller (which publishes the shared devices of a DeviceSet in one
+//! pool per set of nodes that see them, whose node selector names those
+//! nodes). Kept out of `ambit-crds`, which
 //! only defines the API's types.
 //!
 //! A Device with `capacity` n becomes n DRA devices, one per slot, so the
@@ -34,7 +35,13 @@ pub const DRIVER: &str = "ambit.dev";
 /// The label every ResourceSlice Ambit publishes carries (value: the pool).
 pub const POOL_LABEL: &str = "ambit.dev/pool";
 
-/// The label on the slices of a shared device: the Device's uid.
+/// The label on the slices of a pool of shared devices: their DeviceSet's
+/// uid (slices are cluster-scoped, so they are swept when it goes).
+pub const SET_UID_LABEL: &str = "ambit.dev/device-set-uid";
+
+/// The label on the slices of one shared device, as earlier builds
+/// published them (a pool per Device): the Device's uid. The controller no
+/// longer writes it, and deletes the slices that carry it.
 pub const DEVICE_UID_LABEL: &str = "ambit.dev/device-uid";
 
 /// Most devices in one ResourceSlice (the API's limit).
@@ -69,35 +76,55 @@ pub fn node_pool(node: &str) -> String {
     node.to_owned()
 }
 
-/// The pool of a shared device: `shared/<namespace>/<device>`, one pool
-/// per device, so its node selector can follow the nodes that see it.
-pub fn shared_pool(namespace: &str, device: &str) -> String {
-    format!("shared/{namespace}/{device}")
+/// The pool of the shared devices of the DeviceSet `namespace/set` that
+/// the same nodes see: `shared/<namespace>/<set>/<nodes>`, where `nodes`
+/// names that set of nodes (a hash), so the pool's node selector is theirs.
+/// A device whose nodes change moves to another pool; its DRA device name
+/// stays (see [`slot_device_name`]), which is how a node finds it.
+/// (A set whose name would make the pool's name too long is named by a
+/// hash.)
+pub fn shared_pool(namespace: &str, set: &str, nodes: &str) -> String {
+    let pool = format!("{SHARED_POOLS}{namespace}/{set}/{nodes}");
+    if pool.len() <= MAX_POOL_NAME {
+        return pool;
+    }
+    format!("{SHARED_POOLS}{namespace}/s{}/{nodes}", hex_hash(&[set], 8))
 }
 
-/// The Device behind a shared pool's name, as `(namespace, name)`.
-pub fn parse_shared_pool(pool: &str) -> Option<(&str, &str)> {
-    let rest = pool.strip_prefix("shared/")?;
-    let (namespace, name) = rest.split_once('/')?;
-    (!namespace.is_empty() && !name.is_empty() && !name.contains('/')).then_some((namespace, name))
+/// The longest pool name (the API's limit).
+const MAX_POOL_NAME: usize = 253;
+
+/// What the name of every pool of shared devices starts with.
+const SHARED_POOLS: &str = "shared/";
+
+/// Whether `pool` holds shared devices (then its DRA device names are
+/// unique among every shared pool, and name the Device without the pool).
+pub fn is_shared_pool(pool: &str) -> bool {
+    pool.starts_with(SHARED_POOLS)
 }
 
 /// The DRA device name of `slot` of a Device: a DNS label unique within a
-/// pool (a node's pool holds local devices of every namespace, so the name
-/// hashes namespace and name; the slot is readable at the end).
+/// pool, and among all pools of shared devices (a node's pool holds local
+/// devices of every namespace, so the name hashes namespace and name; the
+/// slot is readable at the end).
 pub fn slot_device_name(namespace: &str, device: &str, slot: u32) -> String {
+    format!("d{}-{slot}", hex_hash(&[namespace, device], 8))
+}
+
+/// The first `bytes` bytes of the SHA-256 of `parts` (each length-prefixed,
+/// so no two lists of parts collide by where they split), in hex.
+pub fn hex_hash(parts: &[&str], bytes: usize) -> String {
     let mut hasher = Sha256::new();
-    for part in [namespace, device] {
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    let hash: String = hasher
+    hasher
         .finalize()
         .iter()
-        .take(8)
+        .take(bytes)
         .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("d{hash}-{slot}")
+        .collect()
 }
 
 /// The slots of a Device: its capacity, at least one.
@@ -479,10 +506,16 @@ mod tests {
     }
 
     #[test]
-    fn shared_pools_name_their_device_and_select_its_nodes() {
-        let pool = shared_pool("plant", "opc-1");
-        assert_eq!(parse_shared_pool(&pool), Some(("plant", "opc-1")));
-        assert_eq!(parse_shared_pool("edge-1"), None);
+    fn shared_pools_name_their_set_and_select_its_nodes() {
+        let pool = shared_pool("plant", "opcua", "0123abcd");
+        assert_eq!(pool, "shared/plant/opcua/0123abcd");
+        assert!(is_shared_pool(&pool));
+        assert!(!is_shared_pool(&node_pool("edge-1")));
+        let long = shared_pool("plant", &"s".repeat(250), "0123abcd");
+        assert!(
+            long.len() <= MAX_POOL_NAME && is_shared_pool(&long),
+            "{long}"
+        );
         let nodes = vec!["a".to_owned(), "b".to_owned()];
         let slices = slices(
             "p",

@@ -119,6 +119,10 @@ struct Plugin {
     cdi: watch::Receiver<cdi::Written>,
 }
 
+/// The pool key of every shared device in [`Plugin::slots`] (no node's
+/// pool has this name: it is not a node name).
+const SHARED: &str = "shared/";
+
 impl Plugin {
     /// The devices of one claim, or why they cannot be prepared here.
     async fn prepare(&self, claim: &pb::Claim) -> Result<Vec<pb::Device>, String> {
@@ -157,7 +161,14 @@ impl Plugin {
         let by_slot = self.slots();
         let mut devices = vec![];
         for result in results.iter().filter(|r| r.driver == dra::DRIVER) {
-            let Some(key) = by_slot.get(&(result.pool.clone(), result.device.clone())) else {
+            // A shared device's pool follows the nodes that see it; its
+            // DRA device name alone names it.
+            let pool = if dra::is_shared_pool(&result.pool) {
+                SHARED
+            } else {
+                result.pool.as_str()
+            };
+            let Some(key) = by_slot.get(&(pool.to_owned(), result.device.clone())) else {
                 return Err(format!(
                     "device {} of pool {} is not one node {} offers (any more)",
                     result.device, result.pool, self.node
@@ -176,13 +187,14 @@ impl Plugin {
         Ok(devices)
     }
 
-    /// Every slot this node can prepare: (pool, DRA device) → Device.
+    /// Every slot this node can prepare: (pool, DRA device) → Device, with
+    /// [`SHARED`] for the pool of every shared device.
     fn slots(&self) -> BTreeMap<(String, String), (String, String)> {
         let offers = self.offers.borrow();
         let mut slots = BTreeMap::new();
         for offer in offers.values() {
             let pool = if offer.spec.shared {
-                dra::shared_pool(&offer.namespace, &offer.name)
+                SHARED.to_owned()
             } else {
                 dra::node_pool(&self.node)
             };

@@ -86,7 +86,7 @@ impl Agent {
             node: node.to_owned(),
             socket_dir,
             echo_dir,
-            metrics_port: free_port()?,
+            metrics_port: crate::free_port()?,
             kubelet_dir,
             cdi_dir,
             namespace: namespace.to_owned(),
@@ -287,10 +287,4 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

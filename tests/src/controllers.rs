@@ -34,9 +34,7 @@ impl Controller {
     ) -> anyhow::Result<Self> {
         let mut controller = Self {
             identity: identity.to_owned(),
-            metrics_port: std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port(),
+            metrics_port: crate::free_port()?,
             namespace: namespace.to_owned(),
             binary: binary.to_owned(),
             kubeconfig: control_plane.kubeconfig.clone(),

@@ -37,6 +37,26 @@ pub mod wait;
 pub use controlplane::ControlPlane;
 pub use env::{TestEnv, shared_control_plane};
 
+/// A free TCP port on 127.0.0.1 for a process started a moment later (free
+/// now: another process may take it). It is picked below the kernel's
+/// ephemeral range, because there the local port of any outbound
+/// connection can take it first: a benchmark of 100 agents, each with its
+/// own connections to the API server, lost an agent that way.
+pub fn free_port() -> anyhow::Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below = 10_000..low.max(10_001);
+    for _ in 0..1_000 {
+        let port = fastrand::u16(below.clone());
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {below:?} on 127.0.0.1")
+}
+
 /// `GET http://127.0.0.1:<port><path>`: the status code and body.
 pub async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -28,12 +28,7 @@ pub fn example(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A free TCP port on 127.0.0.1 (free now: another process may take it).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use crate::free_port;
 
 /// Makes the cache folder `dir` once, unless `installed` says it is there:
 /// `install` fills a fresh sibling folder, renamed into place only once it

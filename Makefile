@@ -1,5 +1,5 @@
 # Ambit's task runner. CI runs `make test`, exactly as the README says.
-.PHONY: demo test setup check lint fmt crds cluster bench-controlplane images release
+.PHONY: demo test setup check lint fmt deny crds cluster bench-controlplane images release
 
 # Install what is missing, then run Ambit's demo: a local cluster with
 # simulated devices, an agent per node and the controller, until Ctrl-C.
@@ -16,14 +16,21 @@ test: setup check
 setup:
 	./scripts/setup.sh
 
-# Fast checks: formatting and lints (stale generated files fail a test).
-check: fmt lint
+# Fast checks: formatting, lints and the dependency policy (stale
+# generated files fail a test).
+check: fmt lint deny
 
 fmt:
 	cargo fmt --all -- --check
 
 lint:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+# Licenses, bans and sources of every dependency (deny.toml; advisories
+# need GitHub, which is not reachable here: docs/security.md).
+CARGO_DENY_VERSION = 0.20.2
+deny:
+	"$$(./scripts/cargo-tool.sh cargo-deny $(CARGO_DENY_VERSION))" deny --locked check licenses bans sources
 
 # Regenerate the CRD manifests from the Rust types (and the chart's copy).
 crds:

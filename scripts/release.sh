@@ -67,27 +67,9 @@ fi
 say "Ambit $version ($revision, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, $profile binaries) into $out"
 started=$SECONDS
 
-# cargo-cyclonedx, installed once per version into the cache (under a lock:
-# two releases at once install it once).
-cache=${AMBIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ambit}
-tools=$cache/tools/cargo-cyclonedx-$CYCLONEDX_VERSION
-cyclonedx=$tools/bin/cargo-cyclonedx
-if [ ! -x "$cyclonedx" ]; then
-  mkdir -p "$cache/tools"
-  exec 9>"$cache/tools/.install.lock"
-  flock 9
-  if [ ! -x "$cyclonedx" ]; then
-    say "installing cargo-cyclonedx $CYCLONEDX_VERSION into $tools (once)"
-    step=$SECONDS
-    staging=$(mktemp -d "$cache/tools/.installing-XXXXXX")
-    cargo install --quiet --locked --root "$staging" --version "$CYCLONEDX_VERSION" cargo-cyclonedx ||
-      { rm -rf "$staging"; fail "cargo install cargo-cyclonedx $CYCLONEDX_VERSION failed"; }
-    rm -rf "$tools"
-    mv "$staging" "$tools"
-    say "installed cargo-cyclonedx in $((SECONDS - step)) s"
-  fi
-  exec 9>&-
-fi
+# cargo-cyclonedx, installed once per version into the cache.
+cyclonedx=$(scripts/cargo-tool.sh cargo-cyclonedx "$CYCLONEDX_VERSION") ||
+  fail "cannot install cargo-cyclonedx $CYCLONEDX_VERSION"
 
 say "chart: helm package deploy/helm/ambit"
 cargo run --quiet --locked -p ambit-tests --bin ambit-helm -- \

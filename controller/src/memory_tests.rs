@@ -134,3 +134,25 @@ fn stale_expectations_do_not_pile_up() {
     let keys = memory.peek(Kind::Device, "d1", |e| e.expected.len());
     assert_eq!(keys, Some(1), "the old expectation went");
 }
+
+#[test]
+fn a_sets_slices_are_not_written_again_from_the_same_inputs_and_its_pools_keep_their_generation() {
+    let memory = Memory::default();
+    assert!(memory.slices_due("s1", 7));
+    assert_eq!(memory.pool_generation("s1", "shared/ns/plcs/a"), 0);
+    let generations = BTreeMap::from([
+        ("shared/ns/plcs/a".to_owned(), 3),
+        ("shared/ns/plcs/b".to_owned(), 1),
+    ]);
+    memory.slices_wrote("s1", 7, generations, &BTreeSet::new());
+    assert!(!memory.slices_due("s1", 7), "the same inputs, just written");
+    assert!(memory.slices_due("s1", 8), "other inputs");
+    assert!(memory.slices_due("s2", 7), "another set");
+    assert_eq!(memory.pool_generation("s1", "shared/ns/plcs/a"), 3);
+
+    // A pool deleted is forgotten; the others keep theirs.
+    let gone = BTreeSet::from(["shared/ns/plcs/b".to_owned()]);
+    memory.slices_wrote("s1", 8, BTreeMap::new(), &gone);
+    assert_eq!(memory.pool_generation("s1", "shared/ns/plcs/b"), 0);
+    assert_eq!(memory.pool_generation("s1", "shared/ns/plcs/a"), 3);
+}

@@ -4,11 +4,10 @@
 //! binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::ControlPlane;
-use crate::process::Process;
+use crate::process::Restartable;
 
 /// A node agent process.
 #[derive(Debug)]
@@ -27,12 +26,7 @@ pub struct Agent {
     pub kubelet_dir: PathBuf,
     /// Its CDI spec directory (`/var/run/cdi` on a real node).
     pub cdi_dir: PathBuf,
-    namespace: String,
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-    extra_env: Vec<(String, String)>,
-    process: Option<Process>,
-    starts: usize,
+    child: Restartable,
 }
 
 impl Agent {
@@ -46,11 +40,10 @@ impl Agent {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let mut agent = Self::prepare(control_plane, binary, node, namespace)?;
-        agent.extra_env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        agent.spawn(control_plane)?;
+        agent
+            .child
+            .add_env(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        agent.child.spawn(control_plane)?;
         Ok(agent)
     }
 
@@ -64,7 +57,7 @@ impl Agent {
         namespace: &str,
     ) -> anyhow::Result<Self> {
         let mut agent = Self::prepare(control_plane, binary, node, namespace)?;
-        agent.spawn(control_plane)?;
+        agent.child.spawn(control_plane)?;
         Ok(agent)
     }
 
@@ -82,83 +75,69 @@ impl Agent {
         for dir in [&socket_dir, &echo_dir, &kubelet_dir, &cdi_dir] {
             std::fs::create_dir_all(dir)?;
         }
+        let metrics_port = crate::free_port()?;
+        let child = Restartable::new(
+            &format!("agent-{node}"),
+            binary,
+            [
+                ("KUBECONFIG", control_plane.kubeconfig.clone().into()),
+                ("AMBIT_NODE_NAME", node.into()),
+                ("AMBIT_NAMESPACE", namespace.into()),
+                ("AMBIT_SOCKET_DIR", socket_dir.clone().into()),
+                ("AMBIT_DEBUG_ECHO_DIR", echo_dir.clone().into()),
+                (
+                    "AMBIT_DEVICE_PLUGIN_DIR",
+                    kubelet_dir.join("device-plugins").into(),
+                ),
+                (
+                    "AMBIT_POD_RESOURCES_SOCKET",
+                    kubelet_dir.join("pod-resources/kubelet.sock").into(),
+                ),
+                (
+                    "AMBIT_PLUGINS_REGISTRY_DIR",
+                    kubelet_dir.join("plugins_registry").into(),
+                ),
+                (
+                    "AMBIT_DRA_PLUGIN_DIR",
+                    kubelet_dir.join("plugins/ambit.dev").into(),
+                ),
+                ("AMBIT_CDI_DIR", cdi_dir.clone().into()),
+                (
+                    "AMBIT_METRICS_ADDR",
+                    format!("127.0.0.1:{metrics_port}").into(),
+                ),
+            ],
+        );
         Ok(Self {
             node: node.to_owned(),
             socket_dir,
             echo_dir,
-            metrics_port: crate::free_port()?,
+            metrics_port,
             kubelet_dir,
             cdi_dir,
-            namespace: namespace.to_owned(),
-            binary: binary.to_owned(),
-            kubeconfig: control_plane.kubeconfig.clone(),
-            extra_env: vec![],
-            process: None,
-            starts: 0,
+            child,
         })
-    }
-
-    fn spawn(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.binary);
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info,ambit=debug".into()),
-            )
-            .env("AMBIT_NODE_NAME", &self.node)
-            .env("AMBIT_NAMESPACE", &self.namespace)
-            .env("AMBIT_SOCKET_DIR", &self.socket_dir)
-            .env("AMBIT_DEBUG_ECHO_DIR", &self.echo_dir)
-            .env(
-                "AMBIT_DEVICE_PLUGIN_DIR",
-                self.kubelet_dir.join("device-plugins"),
-            )
-            .env(
-                "AMBIT_POD_RESOURCES_SOCKET",
-                self.kubelet_dir.join("pod-resources/kubelet.sock"),
-            )
-            .env(
-                "AMBIT_PLUGINS_REGISTRY_DIR",
-                self.kubelet_dir.join("plugins_registry"),
-            )
-            .env(
-                "AMBIT_DRA_PLUGIN_DIR",
-                self.kubelet_dir.join("plugins/ambit.dev"),
-            )
-            .env("AMBIT_CDI_DIR", &self.cdi_dir)
-            .env(
-                "AMBIT_METRICS_ADDR",
-                format!("127.0.0.1:{}", self.metrics_port),
-            )
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
-        self.starts += 1;
-        let name = format!("agent-{}-{}", self.node, self.starts);
-        self.process = Some(control_plane.spawn_process(&name, cmd)?);
-        Ok(())
     }
 
     /// Kills the agent like `kill -9`.
     pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
+        self.child.kill();
     }
 
     /// How the agent exited, or `None` while it runs (or was never started).
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.process.as_mut().and_then(Process::exit_status)
+        self.child.exit_status()
     }
 
     /// Sends SIGTERM and waits up to `grace` for the agent to exit; how it
     /// exited, `None` if it had to be killed.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        self.process.as_mut().and_then(|p| p.terminate(grace))
+        self.child.terminate(grace)
     }
 
     /// Starts the agent again (after [`Agent::kill`]).
     pub fn restart(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn(control_plane)
+        self.child.restart(control_plane)
     }
 
     /// Hides (`offline`) debug-echo devices on this node only; the rest show.
@@ -175,15 +154,12 @@ impl Agent {
 
     /// The running agent's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Process::pid)
+        self.child.pid()
     }
 
     /// The agent's log so far.
     pub fn log(&self) -> String {
-        self.process
-            .as_ref()
-            .map(|p| crate::process::tail(p.log(), 200))
-            .unwrap_or_default()
+        self.child.log()
     }
 
     /// GETs `path` from the agent's HTTP endpoint, returning status and body.
@@ -213,13 +189,7 @@ impl Agent {
 /// An external handler process (`ambit-handler`) serving next to an agent.
 #[derive(Debug)]
 pub struct ExternalHandler {
-    process: Option<Process>,
-    binary: PathBuf,
-    socket_dir: PathBuf,
-    echo_dir: PathBuf,
-    starts: usize,
-    name: String,
-    handler: String,
+    child: Restartable,
 }
 
 impl ExternalHandler {
@@ -231,42 +201,27 @@ impl ExternalHandler {
         agent: &Agent,
         handler: &str,
     ) -> anyhow::Result<Self> {
-        let mut handler = Self {
-            process: None,
-            binary: binary.to_owned(),
-            socket_dir: agent.socket_dir.clone(),
-            echo_dir: agent.echo_dir.clone(),
-            starts: 0,
-            name: format!("handler-{}", agent.node),
-            handler: handler.to_owned(),
-        };
-        handler.spawn(control_plane)?;
-        Ok(handler)
-    }
-
-    fn spawn(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.binary);
-        cmd.env("RUST_LOG", "info,ambit=debug")
-            .env("AMBIT_SOCKET_DIR", &self.socket_dir)
-            .env("AMBIT_DEBUG_ECHO_DIR", &self.echo_dir)
-            .env("AMBIT_DEBUG_ECHO_NAME", &self.handler);
-        self.starts += 1;
-        let name = format!("{}-{}", self.name, self.starts);
-        self.process = Some(control_plane.spawn_process(&name, cmd)?);
-        Ok(())
+        let mut child = Restartable::new(
+            &format!("handler-{}", agent.node),
+            binary,
+            [
+                ("AMBIT_SOCKET_DIR", agent.socket_dir.clone().into()),
+                ("AMBIT_DEBUG_ECHO_DIR", agent.echo_dir.clone().into()),
+                ("AMBIT_DEBUG_ECHO_NAME", handler.into()),
+            ],
+        );
+        child.spawn(control_plane)?;
+        Ok(Self { child })
     }
 
     /// Kills the handler like `kill -9`.
     pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
+        self.child.kill();
     }
 
     /// Starts the handler again.
     pub fn restart(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn(control_plane)
+        self.child.restart(control_plane)
     }
 }
 

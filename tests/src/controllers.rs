@@ -3,11 +3,10 @@
 //! in that namespace.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::ControlPlane;
-use crate::process::Process;
+use crate::process::Restartable;
 
 /// A controller process.
 #[derive(Debug)]
@@ -16,73 +15,70 @@ pub struct Controller {
     pub identity: String,
     /// Its metrics port on 127.0.0.1.
     pub metrics_port: u16,
-    namespace: String,
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-    process: Option<Process>,
-    starts: usize,
+    child: Restartable,
 }
 
 impl Controller {
     /// Starts `binary` (the `ambit-controller` executable) as `identity`,
-    /// serving `namespace`, with a short node toleration for tests.
+    /// serving `namespace`, with a short Lease (6 s) and node toleration
+    /// (20 s) for tests.
     pub fn start(
         control_plane: &ControlPlane,
         binary: &Path,
         namespace: &str,
         identity: &str,
     ) -> anyhow::Result<Self> {
-        let mut controller = Self {
-            identity: identity.to_owned(),
-            metrics_port: crate::free_port()?,
-            namespace: namespace.to_owned(),
-            binary: binary.to_owned(),
-            kubeconfig: control_plane.kubeconfig.clone(),
-            process: None,
-            starts: 0,
-        };
-        controller.spawn(control_plane)?;
-        Ok(controller)
+        Self::start_with_env(control_plane, binary, namespace, identity, &[])
     }
 
-    fn spawn(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.binary);
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info,ambit=debug".into()),
-            )
-            .env("AMBIT_NAMESPACE", &self.namespace)
-            .env("AMBIT_LEASE_NAMESPACE", &self.namespace)
-            .env("AMBIT_POD_NAME", &self.identity)
-            .env("AMBIT_LEASE_DURATION", "6s")
-            .env("AMBIT_NODE_NOT_READY_TOLERATION", "20s")
-            .env(
-                "AMBIT_METRICS_ADDR",
-                format!("127.0.0.1:{}", self.metrics_port),
-            );
-        self.starts += 1;
-        let name = format!("controller-{}-{}", self.identity, self.starts);
-        self.process = Some(control_plane.spawn_process(&name, cmd)?);
-        Ok(())
+    /// Like [`Controller::start`], with more environment variables, which
+    /// win over the test defaults (a benchmark runs the default Lease).
+    pub fn start_with_env(
+        control_plane: &ControlPlane,
+        binary: &Path,
+        namespace: &str,
+        identity: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let metrics_port = crate::free_port()?;
+        let mut child = Restartable::new(
+            &format!("controller-{identity}"),
+            binary,
+            [
+                ("KUBECONFIG", control_plane.kubeconfig.clone().into()),
+                ("AMBIT_NAMESPACE", namespace.into()),
+                ("AMBIT_LEASE_NAMESPACE", namespace.into()),
+                ("AMBIT_POD_NAME", identity.into()),
+                ("AMBIT_LEASE_DURATION", "6s".into()),
+                ("AMBIT_NODE_NOT_READY_TOLERATION", "20s".into()),
+                (
+                    "AMBIT_METRICS_ADDR",
+                    format!("127.0.0.1:{metrics_port}").into(),
+                ),
+            ],
+        );
+        child.add_env(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        child.spawn(control_plane)?;
+        Ok(Self {
+            identity: identity.to_owned(),
+            metrics_port,
+            child,
+        })
     }
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(crate::process::Process::pid)
+        self.child.pid()
     }
 
     /// Kills the controller like `kill -9`.
     pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
+        self.child.kill();
     }
 
     /// Starts the controller again.
     pub fn restart(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn(control_plane)
+        self.child.restart(control_plane)
     }
 
     /// GETs `path` from the controller's HTTP endpoint.

@@ -218,6 +218,95 @@ impl Drop for Process {
     }
 }
 
+/// A workspace binary the harness runs as a child it can kill, restart and
+/// stop like an operator would (agents, controllers, external handlers):
+/// one binary and one environment, each start logged to
+/// `<name>-<start>.log`. The fault tests drive every component through it.
+#[derive(Debug)]
+pub struct Restartable {
+    name: String,
+    binary: PathBuf,
+    env: Vec<(String, std::ffi::OsString)>,
+    process: Option<Process>,
+    starts: usize,
+}
+
+impl Restartable {
+    /// `binary`, to run as `name` with `env` (beside `RUST_LOG`:
+    /// `$AMBIT_TEST_LOG`, else `info,ambit=debug`); not started yet.
+    pub fn new(
+        name: &str,
+        binary: &Path,
+        env: impl IntoIterator<Item = (&'static str, std::ffi::OsString)>,
+    ) -> Self {
+        let log = std::env::var("AMBIT_TEST_LOG").unwrap_or_else(|_| "info,ambit=debug".into());
+        let mut all = vec![("RUST_LOG".to_owned(), log.into())];
+        all.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        Self {
+            name: name.to_owned(),
+            binary: binary.to_owned(),
+            env: all,
+            process: None,
+            starts: 0,
+        }
+    }
+
+    /// Adds environment for the next starts.
+    pub fn add_env(&mut self, env: impl IntoIterator<Item = (String, String)>) {
+        self.env.extend(
+            env.into_iter()
+                .map(|(k, v)| (k, std::ffi::OsString::from(v))),
+        );
+    }
+
+    /// Starts it (again), through `control_plane`'s janitor.
+    pub fn spawn(&mut self, control_plane: &crate::ControlPlane) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.starts += 1;
+        let name = format!("{}-{}", self.name, self.starts);
+        self.process = Some(control_plane.spawn_process(&name, cmd)?);
+        Ok(())
+    }
+
+    /// Kills it like `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Kills it and starts it again.
+    pub fn restart(&mut self, control_plane: &crate::ControlPlane) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn(control_plane)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    /// How it exited, or `None` while it runs (or was never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(Process::exit_status)
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for it to exit; how it exited,
+    /// `None` if it had to be killed.
+    pub fn terminate(&mut self, grace: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(|p| p.terminate(grace))
+    }
+
+    /// The last 200 lines of the current start's log.
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(|p| tail(p.log(), 200))
+            .unwrap_or_default()
+    }
+}
+
 /// The last `lines` lines of the file at `path` (empty if unreadable).
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -14,6 +14,7 @@
 //! - [`nodes`], [`crds`], [`wait`]: fake nodes, Ambit's CRDs, waiting on conditions.
 //! - [`helm`], [`prometheus`]: Helm built from its Go module; Debian's Prometheus on loopback.
 //! - [`bench`]: the release agent the latency benchmarks time, and their summary.
+//! - [`fuzz`]: fuzz targets' corpora and seeded mutations, as plain tests on stable.
 //! - [`peers`]: real protocol peers (mosquitto, Tahu edge nodes, python-zeroconf) for tests and the demo.
 
 pub mod agents;
@@ -24,6 +25,7 @@ pub mod controlplane;
 pub mod crds;
 pub mod demo;
 pub mod env;
+pub mod fuzz;
 pub mod helm;
 pub mod metrics;
 pub mod nodes;

@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 /// Bytes that parsers care about: markup, separators, limits.
 const INTERESTING: &[u8] = b"<>/\"'=&;: \n\r\t\0\xff\x7f\x80{}[],0123456789";
 
+/// [`run`] for the fuzz target `name` of the crate at `manifest_dir`
+/// (`env!("CARGO_MANIFEST_DIR")`), whose corpus is `fuzz/corpus/<name>/`.
+pub fn target(manifest_dir: &str, name: &str, target: impl Fn(&[u8])) {
+    let corpus = Path::new(manifest_dir).join("fuzz/corpus").join(name);
+    run(name, &corpus, target);
+}
+
 /// Runs `target` on every input in `corpus` (a folder, which must hold at
 /// least one), then on mutations of them; panics naming the first input
 /// that made `target` panic.

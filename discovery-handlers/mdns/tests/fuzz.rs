@@ -3,12 +3,6 @@
 //! longer run: `AMBIT_FUZZ_RUNS=1000000 AMBIT_FUZZ_SEED=$RANDOM cargo test
 //! -p ambit-mdns --test fuzz`). Must never panic.
 
-fn corpus(target: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target)
-}
-
 #[test]
 fn resolved_and_removed_services() {
     // The details of fuzz/fuzz_targets/services.rs.
@@ -17,7 +11,7 @@ fn resolved_and_removed_services() {
         "maxDevices": 16, "maxTxtEntries": 8, "maxTxtBytes": 256, "maxAddresses": 3,
         "instances": {"exclude": ["*x*"]}
     });
-    ambit_tests::fuzz::run("services", &corpus("services"), |data| {
+    ambit_tests::fuzz::target(env!("CARGO_MANIFEST_DIR"), "services", |data| {
         ambit_mdns::fuzzing::services(details.clone(), data);
     });
 }

@@ -3,17 +3,11 @@
 //! longer run: `AMBIT_FUZZ_RUNS=1000000 AMBIT_FUZZ_SEED=$RANDOM cargo test
 //! -p ambit-modbus --test fuzz`). Must never panic.
 
-fn corpus(target: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target)
-}
-
 #[test]
 fn device_identification_answers() {
-    ambit_tests::fuzz::run(
+    ambit_tests::fuzz::target(
+        env!("CARGO_MANIFEST_DIR"),
         "identification",
-        &corpus("identification"),
         ambit_modbus::fuzzing::identification,
     );
 }

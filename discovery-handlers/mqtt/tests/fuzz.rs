@@ -3,15 +3,9 @@
 //! longer run: `AMBIT_FUZZ_RUNS=1000000 AMBIT_FUZZ_SEED=$RANDOM cargo test
 //! -p ambit-mqtt --test fuzz`). Must never panic.
 
-fn corpus(target: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target)
-}
-
 #[test]
 fn broker_messages() {
-    ambit_tests::fuzz::run("messages", &corpus("messages"), |data| {
+    ambit_tests::fuzz::target(env!("CARGO_MANIFEST_DIR"), "messages", |data| {
         let _ = ambit_mqtt::fuzzing::bytes(data);
     });
 }
